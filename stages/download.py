@@ -1,0 +1,108 @@
+"""Stage download: fetch the dataset (Hub id or local folder), validate it, write data/raw/.
+
+Writes data/raw/{train,validation,test}.parquet with columns text (str) and label
+(a ClassLabel, so the label names travel with the data).
+"""
+
+from pathlib import Path
+
+import datasets
+from stages.common import (
+    RAW_DIR,
+    SPLITS,
+    PipelineError,
+    atomic_output,
+    load_params,
+    param,
+    run_stage,
+)
+
+
+def resolve_source(dataset: str, revision: str) -> Path:
+    """A local folder as is; otherwise a Hub dataset id, resolved to its snapshot folder."""
+    if Path(dataset).is_dir():
+        return Path(dataset)
+    if dataset.startswith((".", "/")) or Path(dataset).exists():
+        raise PipelineError(f"param data.dataset: folder {dataset} not found")
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HFValidationError
+
+    try:
+        return Path(snapshot_download(dataset, repo_type="dataset", revision=revision))
+    except (HFValidationError, OSError) as error:
+        first_line = str(error).strip().splitlines()[0]
+        raise PipelineError(
+            f"param data.dataset: cannot get Hub dataset {dataset!r} at revision {revision!r}: "
+            f"{first_line}"
+        ) from None
+
+
+def load_splits(source: Path, config: str | None) -> datasets.DatasetDict:
+    """Load the train/validation/test splits of a dataset folder."""
+    try:
+        loaded = datasets.load_dataset(str(source), name=config, keep_in_memory=True)
+    except (ValueError, FileNotFoundError) as error:
+        first_line = str(error).strip().splitlines()[0]
+        raise PipelineError(f"cannot load {source} (data.config={config!r}): {first_line}") from None
+    missing = [split for split in SPLITS if split not in loaded]
+    if missing:
+        raise PipelineError(
+            f"dataset {source} has no split(s) {', '.join(missing)} (found: {', '.join(loaded)})"
+        )
+    return datasets.DatasetDict({split: loaded[split] for split in SPLITS})
+
+
+def standardise(dataset: datasets.Dataset, split: str, text_column: str, label_column: str):
+    """Validate one split and return it with exactly the columns text and label."""
+    for key, column in (("text_column", text_column), ("label_column", label_column)):
+        if column not in dataset.column_names:
+            raise PipelineError(
+                f"param data.{key}: split '{split}' has no column '{column}' "
+                f"(columns: {', '.join(dataset.column_names)})"
+            )
+    label_feature = dataset.features[label_column]
+    if not isinstance(label_feature, datasets.ClassLabel):
+        raise PipelineError(
+            f"split '{split}': column '{label_column}' must be a ClassLabel with label names, "
+            f"got {label_feature}"
+        )
+    names = label_feature.names
+    for row, (text, label) in enumerate(zip(dataset[text_column], dataset[label_column])):
+        if not isinstance(text, str) or not text.strip():
+            raise PipelineError(f"split '{split}' row {row}: empty text in column '{text_column}'")
+        if not 0 <= label < len(names):
+            raise PipelineError(
+                f"split '{split}' row {row}: label {label} is outside the {len(names)} "
+                f"declared names {names}"
+            )
+    features = datasets.Features({"text": datasets.Value("string"), "label": label_feature})
+    dataset = dataset.select_columns([text_column, label_column])
+    dataset = dataset.rename_columns({text_column: "text", label_column: "label"})
+    return dataset.cast(features)
+
+
+def main() -> None:
+    params = load_params("data")
+    dataset = param(params, "data", "dataset", str)
+    config = param(params, "data", "config", (str, type(None)))
+    revision = param(params, "data", "revision", str)
+    text_column = param(params, "data", "text_column", str)
+    label_column = param(params, "data", "label_column", str)
+
+    splits = load_splits(resolve_source(dataset, revision), config)
+    splits = {name: standardise(split, name, text_column, label_column)
+              for name, split in splits.items()}
+    names = [splits[name].features["label"].names for name in SPLITS]
+    if any(other != names[0] for other in names):
+        raise PipelineError(f"splits declare different label names: {names}")
+
+    with atomic_output(RAW_DIR) as out:
+        out.mkdir()
+        for name, split in splits.items():
+            split.to_parquet(str(out / f"{name}.parquet"))
+            print(f"{name}: {split.num_rows} rows")
+    print(f"labels: {', '.join(names[0])}")
+
+
+if __name__ == "__main__":
+    run_stage(main)

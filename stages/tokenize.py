@@ -1,0 +1,56 @@
+"""Stage tokenize: the checkpoint's fast tokenizer, batched, truncated, unpadded.
+
+Writes data/tokenized/{train,validation,test}.parquet with columns input_ids (ragged
+list of token ids, [CLS] ... [SEP]) and label. Padding happens per batch at training time.
+"""
+
+import time
+
+from stages.common import (
+    RAW_DIR,
+    SPLITS,
+    TOKENIZED_DIR,
+    PipelineError,
+    atomic_output,
+    load_params,
+    load_tokenizer,
+    param,
+    positive,
+    read_split,
+    run_stage,
+)
+
+
+def main() -> None:
+    params = load_params("model")
+    checkpoint = param(params, "model", "checkpoint", str)
+    max_length = positive(params, "model", "max_length", int)
+    tokenizer = load_tokenizer(checkpoint)
+    if max_length > tokenizer.model_max_length:
+        raise PipelineError(
+            f"param model.max_length: {max_length} exceeds the model's limit "
+            f"{tokenizer.model_max_length}"
+        )
+
+    def encode(batch):
+        encoded = tokenizer(batch["text"], truncation=True, max_length=max_length)
+        return {"input_ids": encoded["input_ids"]}
+
+    start = time.perf_counter()
+    with atomic_output(TOKENIZED_DIR) as out:
+        out.mkdir()
+        for split in SPLITS:
+            raw = read_split(RAW_DIR, split)
+            tokens = raw.map(encode, batched=True, batch_size=1000, remove_columns=["text"],
+                             keep_in_memory=True, load_from_cache_file=False)
+            tokens = tokens.select_columns(["input_ids", "label"])
+            tokens.to_parquet(str(out / f"{split}.parquet"))
+            lengths = [len(ids) for ids in tokens["input_ids"]]
+            truncated = sum(length == max_length for length in lengths)
+            print(f"{split}: {len(lengths)} texts, mean {sum(lengths) / len(lengths):.1f} tokens, "
+                  f"{truncated} at the {max_length}-token cap")
+    print(f"tokenized in {time.perf_counter() - start:.1f}s")
+
+
+if __name__ == "__main__":
+    run_stage(main)

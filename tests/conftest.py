@@ -1,0 +1,118 @@
+"""Fixtures: a tiny synthetic emotion dataset and a tiny randomly initialised BERT, built here.
+
+`project` gives a temporary working copy of the pipeline (stages/, dvc.yaml, params.yaml)
+whose params point at them, with short training settings.
+"""
+
+import os
+import random
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+LABELS = ["sadness", "joy", "love", "anger", "fear", "surprise"]
+CUE_WORDS = {
+    "sadness": ["miserable", "lonely", "gloomy"],
+    "joy": ["happy", "glad", "cheerful"],
+    "love": ["adore", "cherish", "tender"],
+    "anger": ["furious", "annoyed", "outraged"],
+    "fear": ["scared", "nervous", "terrified"],
+    "surprise": ["amazed", "shocked", "astonished"],
+}
+FILLER = "i feel so very today and the day was quite a little bit more than ever".split()
+SPLIT_SIZES = {"train": 96, "validation": 24, "test": 24}
+# Short runs on 2 cores: a few epochs of a 2-layer, 32-wide BERT on ~100 texts.
+TINY_TRAIN = {"seed": 7, "learning_rate": 1.0e-3, "epochs": 2, "batch_size": 8,
+              "bucket_lengths": [8, 16, 32], "eval_batch_size": 16}
+
+
+def make_texts(count: int, rng: random.Random) -> tuple[list[str], list[int]]:
+    """Texts whose label is signalled by one cue word among filler words."""
+    texts, labels = [], []
+    for index in range(count):
+        label = index % len(LABELS)
+        words = rng.sample(FILLER, rng.randint(2, 12)) + [rng.choice(CUE_WORDS[LABELS[label]])]
+        rng.shuffle(words)
+        texts.append(" ".join(words))
+        labels.append(label)
+    return texts, labels
+
+
+def write_dataset(folder: Path, seed: int = 0) -> Path:
+    """train/validation/test parquet files with a ClassLabel label column."""
+    import datasets
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = random.Random(seed)
+    features = datasets.Features({"text": datasets.Value("string"),
+                                  "label": datasets.ClassLabel(names=LABELS)})
+    for split, size in SPLIT_SIZES.items():
+        texts, labels = make_texts(size, rng)
+        datasets.Dataset.from_dict({"text": texts, "label": labels}, features=features).to_parquet(
+            str(folder / f"{split}.parquet"))
+    return folder
+
+
+def write_tiny_bert(folder: Path) -> Path:
+    """A 2-layer, 32-wide BERT with random weights and a WordPiece tokenizer on our words."""
+    from transformers import BertConfig, BertTokenizerFast, TFBertModel
+
+    folder.mkdir(parents=True, exist_ok=True)
+    words = sorted(set(FILLER) | {w for cues in CUE_WORDS.values() for w in cues})
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    vocab = folder / "vocab.txt"
+    vocab.write_text("\n".join(specials + words) + "\n")
+    tokenizer = BertTokenizerFast(vocab_file=str(vocab), do_lower_case=True, model_max_length=128)
+    tokenizer.save_pretrained(str(folder))
+    config = BertConfig(vocab_size=len(specials) + len(words), hidden_size=32, num_hidden_layers=2,
+                        num_attention_heads=2, intermediate_size=64, max_position_embeddings=128)
+    model = TFBertModel(config)
+    model(model.dummy_inputs)
+    model.save_pretrained(str(folder))
+    return folder
+
+
+@pytest.fixture(scope="session")
+def assets(tmp_path_factory) -> dict[str, Path]:
+    """Shared read-only inputs: the synthetic dataset and the tiny BERT."""
+    root = tmp_path_factory.mktemp("assets")
+    return {"dataset": write_dataset(root / "emotion"), "model": write_tiny_bert(root / "bert")}
+
+
+def tiny_params(assets: dict[str, Path]) -> dict:
+    """The repo's params.yaml, pointed at the tiny assets, with short training."""
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["data"].update(dataset=str(assets["dataset"]), config=None)
+    params["model"].update(checkpoint=str(assets["model"]), max_length=32)
+    params["train"].update(TINY_TRAIN)
+    params["evaluate"]["batch_size"] = 16
+    return params
+
+
+@pytest.fixture
+def project(tmp_path, assets, monkeypatch) -> Path:
+    """A working copy of the pipeline in tmp_path (cwd set to it) with tiny params."""
+    for name in ("stages", "dvc.yaml"):
+        source = ROOT / name
+        if source.is_dir():
+            shutil.copytree(source, tmp_path / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy(source, tmp_path / name)
+    write_params(tmp_path, tiny_params(assets))
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def write_params(folder: Path, params: dict) -> None:
+    (folder / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def run_stage(name: str, cwd: Path, **env: str) -> subprocess.CompletedProcess:
+    """Run `python -m stages.<name>` as DVC would, in cwd; never raises."""
+    return subprocess.run([sys.executable, "-m", f"stages.{name}"], cwd=cwd, text=True,
+                          capture_output=True, env={**os.environ, **env})
