@@ -130,7 +130,9 @@ def load_tokenizer(checkpoint: str):
         tokenizer = AutoTokenizer.from_pretrained(checkpoint, use_fast=True)
     except OSError as error:
         first_line = str(error).strip().splitlines()[0]
-        raise PipelineError(f"param model.checkpoint: cannot load tokenizer: {first_line}") from None
+        raise PipelineError(
+            f"param model.checkpoint: cannot load tokenizer: {first_line}"
+        ) from None
     if not tokenizer.is_fast:
         raise PipelineError(f"param model.checkpoint: {checkpoint} has no fast tokenizer")
     return tokenizer

@@ -7,6 +7,7 @@ Writes data/raw/{train,validation,test}.parquet with columns text (str) and labe
 from pathlib import Path
 
 import datasets
+
 from stages.common import (
     RAW_DIR,
     SPLITS,
@@ -43,7 +44,9 @@ def load_splits(source: Path, config: str | None) -> datasets.DatasetDict:
         loaded = datasets.load_dataset(str(source), name=config, keep_in_memory=True)
     except (ValueError, FileNotFoundError) as error:
         first_line = str(error).strip().splitlines()[0]
-        raise PipelineError(f"cannot load {source} (data.config={config!r}): {first_line}") from None
+        raise PipelineError(
+            f"cannot load {source} (data.config={config!r}): {first_line}"
+        ) from None
     missing = [split for split in SPLITS if split not in loaded]
     if missing:
         raise PipelineError(

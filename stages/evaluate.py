@@ -54,7 +54,8 @@ def main() -> None:
         for split in EVAL_SPLITS:
             data = read_split(TOKENIZED_DIR, split)
             labels = np.asarray(data["label"])
-            logits = predict_logits(model, list(data["input_ids"]), batch_size, tokenizer.pad_token_id)
+            logits = predict_logits(
+                model, list(data["input_ids"]), batch_size, tokenizer.pad_token_id)
             predicted = logits.argmax(axis=1)
             loss, accuracy = softmax_metrics(logits, labels)
             metrics[split] = {

@@ -21,6 +21,8 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 import tf_keras
+from transformers import AutoTokenizer, TFAutoModelForSequenceClassification
+
 from stages.common import (
     CHECKPOINT_DIR,
     MODEL_DIR,
@@ -38,7 +40,6 @@ from stages.common import (
     seed_everything,
     softmax_metrics,
 )
-from transformers import AutoTokenizer, TFAutoModelForSequenceClassification
 
 METRICS_FILE = "metrics/train.json"
 HISTORY_FILE = "plots/train/history.csv"

@@ -1,0 +1,60 @@
+"""Smoke test on the real dataset and model, from an offline Hub cache laid beside the checkout.
+
+Skipped where no such cache exists (e.g. a machine with plain Hub access and no cache)."""
+
+import os
+
+import datasets
+import pytest
+import tensorflow as tf
+import tf_keras
+from conftest import ROOT, run_stage, write_params
+
+HUB_CACHE = ROOT.parent / "shared" / "hf-cache"
+REAL_LABELS = ["sadness", "joy", "love", "anger", "fear", "surprise"]
+CHECKPOINT = "sentence-transformers/all-MiniLM-L6-v2"
+
+pytestmark = pytest.mark.skipif(not (HUB_CACHE / "README.md").exists(),
+                                reason=f"no offline Hub cache at {HUB_CACHE}")
+
+
+@pytest.fixture
+def offline_hub(monkeypatch):
+    monkeypatch.setenv("HF_HUB_CACHE", str(HUB_CACHE))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+
+def test_download_stage_gets_the_real_dataset(project, offline_hub):
+    import yaml
+
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    write_params(project, params)
+    result = run_stage("download", project, HF_HUB_CACHE=os.environ["HF_HUB_CACHE"])
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = {}
+    for split in ("train", "validation", "test"):
+        data = datasets.Dataset.from_parquet(str(project / f"data/raw/{split}.parquet"))
+        assert data.features["label"].names == REAL_LABELS
+        rows[split] = data.num_rows
+    assert rows == {"train": 16000, "validation": 2000, "test": 2000}
+
+
+def test_real_tokenizer_and_model_load_and_train_one_step(offline_hub):
+    from stages.common import bucket_batches, load_tokenizer, seed_everything
+    from stages.train import load_model, make_train_step
+
+    seed_everything(0)
+    tokenizer = load_tokenizer(CHECKPOINT)
+    model = load_model(CHECKPOINT, REAL_LABELS)
+    assert model.config.hidden_size == 384 and model.config.num_hidden_layers == 6
+    ids = tokenizer(["i feel so happy today", "i am scared of the dark"])["input_ids"]
+    batches = bucket_batches(ids, [1, 4], batch_size=2, bucket_lengths=[16, 128],
+                             pad_id=tokenizer.pad_token_id)
+    optimizer = tf_keras.optimizers.Adam(1e-5)
+    optimizer.build(model.trainable_variables)
+    before = model.classifier.kernel.numpy().copy()
+    features, labels = next(iter(batches))
+    loss, correct = make_train_step(model, optimizer)(features, labels)
+    assert features["input_ids"].shape == (2, 16)
+    assert tf.math.is_finite(loss) and 0 <= int(correct) <= 2
+    assert not (model.classifier.kernel.numpy() == before).all()

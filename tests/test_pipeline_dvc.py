@@ -1,0 +1,144 @@
+"""DVC drives the tiny pipeline in a temporary git repo: repro, status, exp, metrics, plots."""
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+STAGES = ["download", "eda", "tokenize", "train", "evaluate"]
+GIT_ENV = {"GIT_AUTHOR_NAME": "test", "GIT_AUTHOR_EMAIL": "test@example.invalid",
+           "GIT_COMMITTER_NAME": "test", "GIT_COMMITTER_EMAIL": "test@example.invalid"}
+
+
+def sh(cwd: Path, *args: str) -> str:
+    """Run a command with the test's Python (and its dvc) first on PATH; fail loudly."""
+    env = {**os.environ, **GIT_ENV,
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    result = subprocess.run(args, cwd=cwd, env=env, text=True, capture_output=True)
+    assert result.returncode == 0, (
+        f"{' '.join(args)}\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+    return result.stdout
+
+
+def dvc(cwd: Path, *args: str) -> str:
+    return sh(cwd, sys.executable, "-m", "dvc", *args)
+
+
+def ran(log: str) -> list[str]:
+    """The stages a `dvc repro`/`dvc exp run` log says it ran."""
+    return re.findall(r"Running stage '([\w-]+)'", log)
+
+
+def stale(cwd: Path) -> set[str]:
+    return set(json.loads(dvc(cwd, "status", "--json")))
+
+
+def set_param(cwd: Path, section: str, key: str, value) -> None:
+    params = yaml.safe_load((cwd / "params.yaml").read_text())
+    params[section][key] = value
+    (cwd / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory, assets):
+    """A git + DVC repo holding the tiny project, reproduced once and committed."""
+    import conftest
+
+    root = tmp_path_factory.mktemp("repo")
+    for name in ("stages", "dvc.yaml", ".dvcignore"):
+        source = conftest.ROOT / name
+        if source.is_dir():
+            import shutil
+            shutil.copytree(source, root / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            (root / name).write_bytes(source.read_bytes())
+    conftest.write_params(root, conftest.tiny_params(assets))
+    sh(root, "git", "init", "-q")
+    dvc(root, "init", "-q")
+    dvc(root, "config", "core.analytics", "false")
+    first = dvc(root, "repro")
+    sh(root, "git", "add", "-A")
+    sh(root, "git", "commit", "-qm", "baseline")
+    return root, first
+
+
+def test_repro_runs_every_stage_and_writes_every_output(repo):
+    root, first = repo
+    assert ran(first) == STAGES
+    pipeline = yaml.safe_load((root / "dvc.yaml").read_text())
+    for stage in pipeline["stages"].values():
+        for out in stage["outs"]:
+            path = out if isinstance(out, str) else next(iter(out))
+            assert (root / path).exists(), path
+    lock = yaml.safe_load((root / "dvc.lock").read_text())
+    assert set(lock["stages"]) == set(STAGES)
+
+
+def test_second_repro_does_nothing(repo):
+    root, _ = repo
+    assert stale(root) == set()
+    assert ran(dvc(root, "repro")) == []
+
+
+@pytest.mark.parametrize(("section", "key", "value", "expected"), [
+    ("train", "learning_rate", 2.0e-3, ["train", "evaluate"]),
+    ("eda", "length_bin_width", 2, ["eda"]),
+    ("model", "max_length", 24, ["tokenize", "train", "evaluate"]),
+    ("evaluate", "batch_size", 4, ["evaluate"]),
+])
+def test_a_param_change_reruns_exactly_its_dependents(repo, section, key, value, expected):
+    root, _ = repo
+    set_param(root, section, key, value)
+    try:
+        assert stale(root) == set(expected)
+        assert ran(dvc(root, "repro")) == expected
+        assert stale(root) == set()
+    finally:
+        sh(root, "git", "checkout", "--", "params.yaml", "dvc.lock")
+        dvc(root, "checkout", "-q")
+
+
+def test_experiment_is_listed_with_accuracy_and_loss(repo):
+    root, _ = repo
+    log = dvc(root, "exp", "run", "-S", "train.epochs=2", "-n", "two-epochs")
+    assert ran(log) == ["train", "evaluate"]
+    table = json.loads(dvc(root, "exp", "show", "--json"))
+    experiments = [exp for rev in table for exp in (rev.get("experiments") or [])]
+    (run,) = [exp for exp in experiments if exp.get("name") == "two-epochs"]
+    data = run["revs"][0]["data"]
+    assert data["params"]["params.yaml"]["data"]["train"]["epochs"] == 2
+    test_metrics = data["metrics"]["metrics/evaluate.json"]["data"]["test"]
+    assert 0 <= test_metrics["accuracy"] <= 1 and test_metrics["loss"] > 0
+    shown = dvc(root, "exp", "show", "--no-pager", "--md")
+    assert "two-epochs" in shown and "test.accuracy" in shown and "test.loss" in shown
+    sh(root, "git", "checkout", "--", ".")
+    dvc(root, "checkout", "-q")
+
+
+def test_metrics_and_plots_diff_compare_revisions(repo, tmp_path):
+    root, _ = repo
+    set_param(root, "train", "learning_rate", 3.0e-3)
+    try:
+        dvc(root, "repro")
+        diff = json.loads(dvc(root, "metrics", "diff", "--json"))
+        test_diff = {key: value for key, value in diff["metrics/evaluate.json"].items()
+                     if key.startswith("test.")}
+        assert {"test.accuracy", "test.loss"} <= set(test_diff)
+        assert test_diff["test.loss"]["old"] != test_diff["test.loss"]["new"]
+        assert "test.accuracy" in dvc(root, "metrics", "diff", "--md")
+
+        out = tmp_path / "plots"
+        dvc(root, "plots", "diff", "HEAD", "-o", str(out))
+        page = (out / "index.html").read_text()
+        for title in ("Learning curve (loss)", "Confusion matrix (test)",
+                      "Label distribution (train)", "label_frequency.png"):
+            assert title in page, title
+        assert '"rev": "HEAD"' in page or "HEAD" in page
+    finally:
+        sh(root, "git", "checkout", "--", "params.yaml", "dvc.lock")
+        dvc(root, "checkout", "-q")

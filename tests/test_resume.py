@@ -1,0 +1,80 @@
+"""Training killed part-way resumes from its last completed epoch and ends bit-identical."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pandas as pd
+import pytest
+from conftest import tiny_params, write_params
+from test_stages import run_ok
+
+EPOCHS = 3
+
+
+def kill_after_first_epoch(project, sig: int) -> None:
+    """Start the train stage and send `sig` once epoch 1's checkpoint is complete."""
+    state = project / "models/checkpoints/state.json"
+    process = subprocess.Popen([sys.executable, "-m", "stages.train"], cwd=project,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while process.poll() is None and time.monotonic() < deadline:
+        if state.exists() and len(json.loads(state.read_text())["history"]) >= 1:
+            os.kill(process.pid, sig)
+            break
+        time.sleep(0.05)
+    process.wait(timeout=60)
+    assert process.returncode != 0, "training finished before it could be interrupted"
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
+def test_killed_training_resumes_to_identical_weights(project, assets, sig):
+    params = tiny_params(assets)
+    params["train"]["epochs"] = EPOCHS
+    write_params(project, params)
+    run_ok("download", project)
+    run_ok("tokenize", project)
+
+    run_ok("train", project)
+    uninterrupted = {name: (project / name).read_bytes()
+                     for name in ("models/emotion/tf_model.h5", "plots/train/history.csv")}
+    shutil.rmtree(project / "models")
+
+    kill_after_first_epoch(project, sig)
+    assert not (project / "models/emotion").exists()
+    log = run_ok("train", project)
+
+    assert "resuming after epoch" in log
+    epochs_run = [line for line in log.splitlines() if line.startswith("epoch ") and ": " in line]
+    assert len(epochs_run) < EPOCHS  # it did not start over
+    for name, content in uninterrupted.items():
+        assert (project / name).read_bytes() == content, name
+    assert len(pd.read_csv(project / "plots/train/history.csv")) == EPOCHS
+
+
+def test_changed_params_do_not_resume_a_stale_checkpoint(project, assets):
+    params = tiny_params(assets)
+    params["train"]["epochs"] = 1
+    write_params(project, params)
+    for stage in ("download", "tokenize", "train"):
+        run_ok(stage, project)
+    params["train"]["learning_rate"] = 2.0e-3
+    write_params(project, params)
+    assert "resuming" not in run_ok("train", project)
+
+
+def test_more_epochs_continue_a_finished_run(project, assets):
+    params = tiny_params(assets)
+    params["train"]["epochs"] = 1
+    write_params(project, params)
+    for stage in ("download", "tokenize", "train"):
+        run_ok(stage, project)
+    params["train"]["epochs"] = 2
+    write_params(project, params)
+    log = run_ok("train", project)
+    assert "resuming after epoch 1" in log
+    assert len(pd.read_csv(project / "plots/train/history.csv")) == 2

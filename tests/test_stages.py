@@ -1,0 +1,174 @@
+"""Each stage run for real (as `python -m stages.<name>`) on the tiny dataset and tiny BERT."""
+
+import hashlib
+import json
+from pathlib import Path
+
+import datasets
+import pandas as pd
+import pytest
+from conftest import LABELS, SPLIT_SIZES, run_stage, tiny_params, write_params
+
+
+def digest(*paths: Path) -> dict[str, str]:
+    """sha256 of every file under the given files/folders."""
+    files = sorted(f for p in paths for f in ([p] if p.is_file() else p.rglob("*")) if f.is_file())
+    return {str(f): hashlib.sha256(f.read_bytes()).hexdigest() for f in files}
+
+
+def run_ok(name: str, cwd: Path) -> str:
+    result = run_stage(name, cwd)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout
+
+
+def test_download_writes_validated_splits_with_label_names(project):
+    run_ok("download", project)
+    for split, size in SPLIT_SIZES.items():
+        data = datasets.Dataset.from_parquet(str(project / f"data/raw/{split}.parquet"))
+        assert data.num_rows == size
+        assert data.column_names == ["text", "label"]
+        assert data.features["label"].names == LABELS
+        assert all(text.strip() for text in data["text"])
+
+
+def test_data_stages_are_byte_deterministic(project):
+    for stage in ("download", "eda", "tokenize"):
+        run_ok(stage, project)
+    first = digest(project / "data", project / "plots")
+    for stage in ("download", "eda", "tokenize"):
+        run_ok(stage, project)
+    assert digest(project / "data", project / "plots") == first
+
+
+def test_download_renames_custom_columns(project, assets, tmp_path):
+    folder = tmp_path / "custom"
+    folder.mkdir()
+    for split in SPLIT_SIZES:
+        data = datasets.Dataset.from_parquet(str(assets["dataset"] / f"{split}.parquet"))
+        data.rename_columns({"text": "tweet", "label": "emotion"}).to_parquet(
+            str(folder / f"{split}.parquet"))
+    params = tiny_params(assets)
+    params["data"].update(dataset=str(folder), text_column="tweet", label_column="emotion")
+    write_params(project, params)
+    run_ok("download", project)
+    data = datasets.Dataset.from_parquet(str(project / "data/raw/train.parquet"))
+    assert data.column_names == ["text", "label"]
+    assert data.features["label"].names == LABELS
+
+
+def test_eda_tables_match_the_data(project):
+    run_ok("download", project)
+    run_ok("eda", project)
+    eda = project / "plots/eda"
+    for split, size in SPLIT_SIZES.items():
+        table = pd.read_csv(eda / f"labels_{split}.csv")
+        assert list(table["label"]) == LABELS
+        assert table["count"].sum() == size
+        assert table["proportion"].sum() == pytest.approx(1.0, abs=1e-5)
+    lengths = pd.read_csv(eda / "token_lengths.csv")
+    assert {split: lengths[split].sum() for split in SPLIT_SIZES} == SPLIT_SIZES
+    summary = json.loads((eda / "summary.json").read_text())
+    assert summary["train"]["rows"] == SPLIT_SIZES["train"]
+    assert summary["train"]["imbalance_ratio"] == pytest.approx(1.0, abs=0.2)
+    for picture in ("label_frequency.png", "label_proportion.png", "text_lengths.png"):
+        assert (eda / picture).read_bytes().startswith(b"\x89PNG")
+
+
+def test_tokenize_writes_unpadded_truncated_ids(project, assets):
+    params = tiny_params(assets)
+    params["model"]["max_length"] = 8
+    write_params(project, params)
+    run_ok("download", project)
+    run_ok("tokenize", project)
+    data = datasets.Dataset.from_parquet(str(project / "data/tokenized/train.parquet"))
+    assert data.column_names == ["input_ids", "label"]
+    lengths = [len(ids) for ids in data["input_ids"]]
+    assert max(lengths) == 8  # truncated at max_length
+    assert min(lengths) < 8  # and not padded to it
+    assert all(ids[0] == 2 and ids[-1] == 3 for ids in data["input_ids"])  # [CLS] ... [SEP]
+    raw = datasets.Dataset.from_parquet(str(project / "data/raw/train.parquet"))
+    assert list(data["label"]) == list(raw["label"])
+
+
+def test_train_and_evaluate_learn_and_write_every_output(project, assets):
+    params = tiny_params(assets)
+    params["train"].update(learning_rate=3.0e-3, epochs=6)
+    write_params(project, params)
+    for stage in ("download", "tokenize", "train", "evaluate"):
+        run_ok(stage, project)
+
+    history = pd.read_csv(project / "plots/train/history.csv")
+    assert list(history["epoch"]) == list(range(1, 7))
+    assert history["loss"].iloc[-1] < history["loss"].iloc[0]
+    train_metrics = json.loads((project / "metrics/train.json").read_text())
+    best = history.loc[history["val_loss"].idxmin()]
+    assert train_metrics["best_epoch"] == best["epoch"]
+    assert train_metrics["validation"]["loss"] == pytest.approx(best["val_loss"], abs=1e-5)
+
+    metrics = json.loads((project / "metrics/evaluate.json").read_text())
+    assert set(metrics) == {"validation", "test"}
+    assert set(metrics["test"]) == {"accuracy", "loss", "macro_f1", "weighted_f1"}
+    assert metrics["test"]["accuracy"] > 0.4  # chance is 1/6: the model learned the cue words
+    # Validation scored by evaluate matches what train measured on the kept epoch.
+    assert metrics["validation"]["loss"] == pytest.approx(best["val_loss"], abs=1e-4)
+
+    report = json.loads((project / "metrics/classification_report.json").read_text())
+    assert set(LABELS) <= set(report["test"])
+    confusion = pd.read_csv(project / "plots/evaluate/confusion_test.csv")
+    assert list(confusion.columns) == ["actual", "predicted"]
+    assert len(confusion) == SPLIT_SIZES["test"]
+    assert (confusion["actual"] == confusion["predicted"]).mean() == pytest.approx(
+        metrics["test"]["accuracy"])
+    assert (project / "plots/evaluate/confusion_test.png").read_bytes().startswith(b"\x89PNG")
+
+    # The saved model reloads with from_pretrained and keeps the label names.
+    from transformers import AutoTokenizer, TFAutoModelForSequenceClassification
+
+    model = TFAutoModelForSequenceClassification.from_pretrained(str(project / "models/emotion"))
+    tokenizer = AutoTokenizer.from_pretrained(str(project / "models/emotion"))
+    assert [model.config.id2label[i] for i in range(6)] == LABELS
+    logits = model(tokenizer(["i feel so happy"], return_tensors="tf")).logits
+    assert logits.shape == (1, 6)
+    # Checkpoints stay out of the model folder.
+    assert not any("ckpt" in f.name for f in (project / "models/emotion").iterdir())
+
+
+def test_bucket_batches_pad_to_bucket_lengths_and_cover_every_example_once():
+    import random
+
+    from stages.common import bucket_batches
+
+    rng = random.Random(0)
+    ids = [[rng.randint(5, 50) for _ in range(rng.randint(1, 30))] for _ in range(200)]
+    labels = list(range(200))  # label = index, to track examples
+    buckets = [8, 16, 32]
+
+    def epoch(seed):
+        seen, shapes = [], set()
+        for features, batch_labels in bucket_batches(ids, labels, batch_size=16,
+                                                     bucket_lengths=buckets, pad_id=0,
+                                                     shuffle_seed=seed):
+            length = features["input_ids"].shape[1]
+            shapes.add(length)
+            for row, mask, label in zip(features["input_ids"].numpy(),
+                                        features["attention_mask"].numpy(),
+                                        batch_labels.numpy()):
+                original = ids[label]
+                assert length == min(b for b in buckets if b >= len(original))
+                assert list(row[: len(original)]) == original and not row[len(original):].any()
+                assert mask.sum() == len(original) and mask[: len(original)].all()
+                seen.append(int(label))
+        return seen, shapes
+
+    first, shapes = epoch(1)
+    assert sorted(first) == labels and shapes == set(buckets)
+    assert epoch(1)[0] == first  # same seed, same order
+    assert epoch(2)[0] != first  # another epoch's seed, another order
+
+
+def test_bucket_batches_reject_sequences_longer_than_the_last_bucket():
+    from stages.common import PipelineError, bucket_batches
+
+    with pytest.raises(PipelineError, match="train.bucket_lengths"):
+        bucket_batches([[1] * 20], [0], batch_size=4, bucket_lengths=[8, 16], pad_id=0)
