@@ -128,7 +128,7 @@ def load_tokenizer(checkpoint: str):
 
     try:
         tokenizer = AutoTokenizer.from_pretrained(checkpoint, use_fast=True)
-    except OSError as error:
+    except (OSError, ValueError) as error:  # ValueError: not a valid Hub id
         first_line = str(error).strip().splitlines()[0]
         raise PipelineError(
             f"param model.checkpoint: cannot load tokenizer: {first_line}"

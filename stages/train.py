@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 import tf_keras
-from transformers import AutoTokenizer, TFAutoModelForSequenceClassification
+from transformers import TFAutoModelForSequenceClassification
 
 from stages.common import (
     CHECKPOINT_DIR,
@@ -32,6 +32,7 @@ from stages.common import (
     bucket_batches,
     label_names,
     load_params,
+    load_tokenizer,
     param,
     positive,
     predict_logits,
@@ -76,7 +77,7 @@ def load_model(checkpoint: str, names: list[str]):
             id2label=dict(enumerate(names)),
             label2id={name: i for i, name in enumerate(names)},
         )
-    except OSError as error:
+    except (OSError, ValueError) as error:  # ValueError: not a valid Hub id
         first_line = str(error).strip().splitlines()[0]
         raise PipelineError(f"param model.checkpoint: cannot load model: {first_line}") from None
 
@@ -141,7 +142,7 @@ def main() -> None:
     seed_everything(settings["seed"])
     train, validation = read_split(TOKENIZED_DIR, "train"), read_split(TOKENIZED_DIR, "validation")
     names = label_names(train)
-    tokenizer = AutoTokenizer.from_pretrained(settings["checkpoint"])
+    tokenizer = load_tokenizer(settings["checkpoint"])
     model = load_model(settings["checkpoint"], names)
     optimizer = tf_keras.optimizers.Adam(learning_rate=settings["learning_rate"])
     optimizer.build(model.trainable_variables)

@@ -57,6 +57,8 @@ CASES = {
     "zero max length": ("tokenize", edit("model", max_length=0), "model.max_length"),
     "missing checkpoint": ("tokenize", edit("model", checkpoint="./no/such/model"),
                            "model.checkpoint"),
+    "train: missing checkpoint": ("train", edit("model", checkpoint="./no/such/model"),
+                                  "model.checkpoint"),
     "zero eda bin width": ("eda", edit("eda", length_bin_width=0), "eda.length_bin_width"),
 }
 

@@ -1,0 +1,175 @@
+"""Training-speed benchmark on the real tokenized data, in one process.
+
+Compares three input pipelines for the same model and optimizer step:
+  (a) naive:   every sequence padded to 128 tokens, random batches
+  (b) dynamic: random batches padded to their longest sequence, one shape-generic graph
+               (what Keras fit() does with a padded_batch dataset)
+  (c) project: length buckets (train.bucket_lengths), one static-shape graph per length
+and prints examples/s, tokens/s, mean padded length, the (c)/(a) ratio, and the achieved
+FLOP/s as a share of this machine's dense float32 matmul peak (measured here too).
+Also times the tokenizer on all texts. Figures, not assertions.
+
+Usage (from the repo root, after `dvc repro tokenize`): python -m benchmarks.train_speed
+"""
+
+import argparse
+import os
+import time
+
+import numpy as np
+import tensorflow as tf
+import tf_keras
+import yaml
+
+from stages.common import (
+    RAW_DIR,
+    SPLITS,
+    TOKENIZED_DIR,
+    bucket_batches,
+    load_tokenizer,
+    read_split,
+    seed_everything,
+)
+from stages.train import load_model, make_train_step
+
+
+def matmul_peak(size: int = 4096, repeats: int = 5) -> float:
+    """Best float32 FLOP/s of a size x size matmul."""
+    a = tf.random.normal([size, size])
+    b = tf.random.normal([size, size])
+    tf.matmul(a, b).numpy()
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        tf.matmul(a, b).numpy()
+        best = min(best, time.perf_counter() - start)
+    return 2 * size**3 / best
+
+
+def train_flops(model, batch: int, length: int) -> float:
+    """Forward + backward FLOPs of one step: 3x forward; forward = 2 x non-embedding params
+    per token + attention (QK^T and AV: 4 x length x hidden per token per layer)."""
+    config = model.config
+    embedding = sum(int(np.prod(v.shape)) for v in model.trainable_variables
+                    if "embeddings" in v.name)
+    params = sum(int(np.prod(v.shape)) for v in model.trainable_variables) - embedding
+    per_token = 2 * params + 4 * config.num_hidden_layers * length * config.hidden_size
+    return 3 * batch * length * per_token
+
+
+def random_batches(ids, labels, batch_size, pad_id, seed, fixed_length=None):
+    """Shuffled batches padded to `fixed_length`, or to each batch's longest sequence."""
+    order = np.random.default_rng(seed).permutation(len(labels))
+    for start in range(0, len(order) - batch_size + 1, batch_size):
+        rows = [ids[i] for i in order[start:start + batch_size]]
+        length = fixed_length or max(len(r) for r in rows)
+        padded = np.full((len(rows), length), pad_id, dtype=np.int32)
+        mask = np.zeros_like(padded)
+        for i, row in enumerate(rows):
+            padded[i, :len(row)] = row[:length]
+            mask[i, :len(row)] = 1
+        yield ({"input_ids": tf.constant(padded), "attention_mask": tf.constant(mask)},
+               tf.constant([labels[i] for i in order[start:start + batch_size]], tf.int32))
+
+
+def generic_step(model, optimizer):
+    """One graph for every shape, as Keras fit() builds from a padded_batch dataset."""
+    loss_fn = tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    spec = tf.TensorSpec([None, None], tf.int32)
+
+    @tf.function(input_signature=[{"input_ids": spec, "attention_mask": spec},
+                                  tf.TensorSpec([None], tf.int32)])
+    def step(features, labels):
+        with tf.GradientTape() as tape:
+            loss = loss_fn(labels, model(features, training=True).logits)
+        gradients = tape.gradient(loss, model.trainable_variables)
+        optimizer.apply_gradients(zip(gradients, model.trainable_variables))
+        return loss, tf.constant(0)
+
+    return step
+
+
+def measure(name, step, batches, model, seconds, peak):
+    """Warm up on one batch of every shape, then time steps for about `seconds`."""
+    batches = list(batches)
+    warm = {}
+    for features, labels in batches:
+        warm.setdefault(tuple(features["input_ids"].shape), (features, labels))
+    start = time.perf_counter()
+    for features, labels in warm.values():
+        step(features, labels)
+    warmup = time.perf_counter() - start
+    examples = tokens = real_tokens = flops = 0
+    start = time.perf_counter()
+    for features, labels in batches:
+        float(step(features, labels)[0])
+        batch, length = features["input_ids"].shape
+        examples += batch
+        tokens += batch * length
+        real_tokens += int(tf.reduce_sum(features["attention_mask"]))
+        flops += train_flops(model, batch, length)
+        if time.perf_counter() - start > seconds:
+            break
+    elapsed = time.perf_counter() - start
+    row = {"name": name, "examples_s": examples / elapsed, "tokens_s": tokens / elapsed,
+           "real_tokens_s": real_tokens / elapsed, "padded_len": tokens / examples,
+           "flops": flops / elapsed, "peak_share": flops / elapsed / peak,
+           "shapes": len(warm), "warmup_s": warmup, "steps_timed": examples}
+    print(f"  {name:<34} {row['examples_s']:7.1f} ex/s  {row['tokens_s']:8.0f} tok/s  "
+          f"padded len {row['padded_len']:5.1f}  {row['flops'] / 1e9:6.1f} GFLOP/s "
+          f"({row['peak_share']:.0%} of peak)  [{len(warm)} shapes, warm-up {warmup:.0f}s]",
+          flush=True)
+    return row
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=60, help="timed seconds per variant")
+    args = parser.parse_args()
+    params = yaml.safe_load(open("params.yaml"))
+    train_params, checkpoint = params["train"], params["model"]["checkpoint"]
+    batch_size = train_params["batch_size"]
+
+    print(f"TF {tf.__version__}, {os.cpu_count()} CPUs, "
+          f"MALLOC_ARENA_MAX={os.environ.get('MALLOC_ARENA_MAX', 'unset')}")
+    peak = matmul_peak()
+    print(f"dense float32 matmul peak (4096^3): {peak / 1e9:.1f} GFLOP/s")
+
+    tokenizer = load_tokenizer(checkpoint)
+    texts = [text for split in SPLITS for text in read_split(RAW_DIR, split)["text"]]
+    start = time.perf_counter()
+    tokenizer(texts, truncation=True, max_length=params["model"]["max_length"])
+    print(f"tokenizer on all {len(texts)} texts (batched, fast tokenizer): "
+          f"{time.perf_counter() - start:.2f}s")
+
+    seed_everything(train_params["seed"])
+    train = read_split(TOKENIZED_DIR, "train")
+    ids, labels = list(train["input_ids"]), list(train["label"])
+    model = load_model(checkpoint, train.features["label"].names)
+    optimizer = tf_keras.optimizers.Adam(train_params["learning_rate"])
+    optimizer.build(model.trainable_variables)
+    pad = tokenizer.pad_token_id
+    seed = train_params["seed"]
+
+    print(f"training steps, batch {batch_size}, {checkpoint}:")
+    naive = measure("(a) pad to 128, random batches", generic_step(model, optimizer),
+                    random_batches(ids, labels, batch_size, pad, seed, fixed_length=128),
+                    model, args.seconds, peak)
+    dynamic = measure("(b) per-batch padding, random", generic_step(model, optimizer),
+                      random_batches(ids, labels, batch_size, pad, seed), model,
+                      args.seconds, peak)
+    project = measure("(c) project: buckets, static shapes", make_train_step(model, optimizer),
+                      bucket_batches(ids, labels, batch_size=batch_size,
+                                     bucket_lengths=train_params["bucket_lengths"],
+                                     pad_id=pad, shuffle_seed=seed),
+                      model, args.seconds, peak)
+    print(f"speed-up (c)/(a): {project['examples_s'] / naive['examples_s']:.2f}x, "
+          f"(c)/(b): {project['examples_s'] / dynamic['examples_s']:.2f}x")
+    epoch_minutes = len(labels) / project["examples_s"] / 60
+    print(f"projected default run: {epoch_minutes:.1f} min/epoch, "
+          f"{epoch_minutes * train_params['epochs']:.0f} min for {train_params['epochs']} epochs "
+          f"(training steps only)")
+
+
+if __name__ == "__main__":
+    main()
