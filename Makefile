@@ -16,9 +16,14 @@ endif
 MALLOC_ENV := MALLOC_ARENA_MAX=1 MALLOC_MMAP_THRESHOLD_=33554432 \
 	MALLOC_TRIM_THRESHOLD_=4294967296 MALLOC_TOP_PAD_=268435456
 
-.PHONY: setup repro test lint bench clean-venv
+.PHONY: setup repro test lint bench review clean-venv
 
-setup: $(VENV)/.installed
+setup: $(VENV)/.installed node_modules/.installed
+
+# Vega libraries for the offline plots page of `make review` (pinned by package-lock.json).
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --ignore-scripts
+	touch $@
 
 $(VENV)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -31,11 +36,15 @@ repro: setup  ## run the whole pipeline (about 45-50 min on 2 CPU cores)
 	dvc repro
 
 test: setup  ## lint + the test suite (a few minutes)
-	ruff check stages tests benchmarks
+	ruff check stages tests benchmarks tools
 	python -m pytest
 
 lint: setup
-	ruff check stages tests benchmarks
+	ruff check stages tests benchmarks tools
+
+BASE ?= main
+review: setup  ## compare BASE (branch/tag/commit/experiment) with the workspace -> review/
+	python -m tools.review --base $(BASE) --out review
 
 bench: setup  ## training-speed benchmark on the real data (~10 min on 2 cores)
 	dvc repro tokenize

@@ -97,15 +97,20 @@ def tiny_params(assets: dict[str, Path]) -> dict:
 @pytest.fixture
 def project(tmp_path, assets, monkeypatch) -> Path:
     """A working copy of the pipeline in tmp_path (cwd set to it) with tiny params."""
-    for name in ("stages", "dvc.yaml"):
-        source = ROOT / name
-        if source.is_dir():
-            shutil.copytree(source, tmp_path / name, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy(source, tmp_path / name)
+    copy_project(tmp_path, "stages", "dvc.yaml")
     write_params(tmp_path, tiny_params(assets))
     monkeypatch.chdir(tmp_path)
     return tmp_path
+
+
+def copy_project(folder: Path, *names: str) -> None:
+    """Copy files and folders of this repo into folder."""
+    for name in names:
+        source = ROOT / name
+        if source.is_dir():
+            shutil.copytree(source, folder / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy(source, folder / name)
 
 
 def write_params(folder: Path, params: dict) -> None:
@@ -116,3 +121,40 @@ def run_stage(name: str, cwd: Path, **env: str) -> subprocess.CompletedProcess:
     """Run `python -m stages.<name>` as DVC would, in cwd; never raises."""
     return subprocess.run([sys.executable, "-m", f"stages.{name}"], cwd=cwd, text=True,
                           capture_output=True, env={**os.environ, **env})
+
+
+# --- A git + DVC repository holding the tiny project -----------------------------------
+
+GIT_ENV = {"GIT_AUTHOR_NAME": "test", "GIT_AUTHOR_EMAIL": "test@example.invalid",
+           "GIT_COMMITTER_NAME": "test", "GIT_COMMITTER_EMAIL": "test@example.invalid"}
+
+
+def sh(cwd: Path, *args: str) -> str:
+    """Run a command with the test's Python (and its dvc) first on PATH; fail loudly."""
+    env = {**os.environ, **GIT_ENV,
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    result = subprocess.run(args, cwd=cwd, env=env, text=True, capture_output=True)
+    assert result.returncode == 0, (
+        f"{' '.join(args)}\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+    return result.stdout
+
+
+def dvc(cwd: Path, *args: str) -> str:
+    return sh(cwd, sys.executable, "-m", "dvc", *args)
+
+
+@pytest.fixture(scope="session")
+def dvc_repo(tmp_path_factory, assets):
+    """A git + DVC repo holding the tiny project, reproduced once and committed."""
+    root = tmp_path_factory.mktemp("repo")
+    copy_project(root, "stages", "tools", "dvc.yaml", ".dvcignore", ".gitignore")
+    if (ROOT / "node_modules").exists():  # the Vega libraries for tools.review
+        (root / "node_modules").symlink_to(ROOT / "node_modules")
+    write_params(root, tiny_params(assets))
+    sh(root, "git", "init", "-q")
+    dvc(root, "init", "-q")
+    dvc(root, "config", "core.analytics", "false")
+    first = dvc(root, "repro")
+    sh(root, "git", "add", "-A")
+    sh(root, "git", "commit", "-qm", "baseline")
+    return root, first

@@ -1,34 +1,14 @@
 """DVC drives the tiny pipeline in a temporary git repo: repro, status, exp, metrics, plots."""
 
 import json
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
+from conftest import dvc, sh
 
 STAGES = ["download", "eda", "tokenize", "train", "evaluate"]
-GIT_ENV = {"GIT_AUTHOR_NAME": "test", "GIT_AUTHOR_EMAIL": "test@example.invalid",
-           "GIT_COMMITTER_NAME": "test", "GIT_COMMITTER_EMAIL": "test@example.invalid"}
-
-
-def sh(cwd: Path, *args: str) -> str:
-    """Run a command with the test's Python (and its dvc) first on PATH; fail loudly."""
-    env = {**os.environ, **GIT_ENV,
-           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    result = subprocess.run(args, cwd=cwd, env=env, text=True, capture_output=True)
-    assert result.returncode == 0, (
-        f"{' '.join(args)}\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
-    return result.stdout
-
-
-def dvc(cwd: Path, *args: str) -> str:
-    return sh(cwd, sys.executable, "-m", "dvc", *args)
-
-
 def ran(log: str) -> list[str]:
     """The stages a `dvc repro`/`dvc exp run` log says it ran."""
     return re.findall(r"Running stage '([\w-]+)'", log)
@@ -44,31 +24,8 @@ def set_param(cwd: Path, section: str, key: str, value) -> None:
     (cwd / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
 
-@pytest.fixture(scope="module")
-def repo(tmp_path_factory, assets):
-    """A git + DVC repo holding the tiny project, reproduced once and committed."""
-    import conftest
-
-    root = tmp_path_factory.mktemp("repo")
-    for name in ("stages", "dvc.yaml", ".dvcignore"):
-        source = conftest.ROOT / name
-        if source.is_dir():
-            import shutil
-            shutil.copytree(source, root / name, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            (root / name).write_bytes(source.read_bytes())
-    conftest.write_params(root, conftest.tiny_params(assets))
-    sh(root, "git", "init", "-q")
-    dvc(root, "init", "-q")
-    dvc(root, "config", "core.analytics", "false")
-    first = dvc(root, "repro")
-    sh(root, "git", "add", "-A")
-    sh(root, "git", "commit", "-qm", "baseline")
-    return root, first
-
-
-def test_repro_runs_every_stage_and_writes_every_output(repo):
-    root, first = repo
+def test_repro_runs_every_stage_and_writes_every_output(dvc_repo):
+    root, first = dvc_repo
     assert ran(first) == STAGES
     pipeline = yaml.safe_load((root / "dvc.yaml").read_text())
     for stage in pipeline["stages"].values():
@@ -79,8 +36,8 @@ def test_repro_runs_every_stage_and_writes_every_output(repo):
     assert set(lock["stages"]) == set(STAGES)
 
 
-def test_second_repro_does_nothing(repo):
-    root, _ = repo
+def test_second_repro_does_nothing(dvc_repo):
+    root, _ = dvc_repo
     assert stale(root) == set()
     assert ran(dvc(root, "repro")) == []
 
@@ -91,8 +48,8 @@ def test_second_repro_does_nothing(repo):
     ("model", "max_length", 24, ["tokenize", "train", "evaluate"]),
     ("evaluate", "batch_size", 4, ["evaluate"]),
 ])
-def test_a_param_change_reruns_exactly_its_dependents(repo, section, key, value, expected):
-    root, _ = repo
+def test_a_param_change_reruns_exactly_its_dependents(dvc_repo, section, key, value, expected):
+    root, _ = dvc_repo
     set_param(root, section, key, value)
     try:
         assert stale(root) == set(expected)
@@ -103,8 +60,8 @@ def test_a_param_change_reruns_exactly_its_dependents(repo, section, key, value,
         dvc(root, "checkout", "-q")
 
 
-def test_experiment_is_listed_with_accuracy_and_loss(repo):
-    root, _ = repo
+def test_experiment_is_listed_with_accuracy_and_loss(dvc_repo):
+    root, _ = dvc_repo
     log = dvc(root, "exp", "run", "-S", "train.epochs=2", "-n", "two-epochs")
     assert ran(log) == ["train", "evaluate"]
     table = json.loads(dvc(root, "exp", "show", "--json"))
@@ -120,8 +77,8 @@ def test_experiment_is_listed_with_accuracy_and_loss(repo):
     dvc(root, "checkout", "-q")
 
 
-def test_metrics_and_plots_diff_compare_revisions(repo, tmp_path):
-    root, _ = repo
+def test_metrics_and_plots_diff_compare_revisions(dvc_repo, tmp_path):
+    root, _ = dvc_repo
     set_param(root, "train", "learning_rate", 3.0e-3)
     try:
         dvc(root, "repro")

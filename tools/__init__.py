@@ -1,0 +1,1 @@
+"""Developer tools that sit beside the pipeline (not DVC stages)."""
