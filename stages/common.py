@@ -28,7 +28,9 @@ SPLITS = ("train", "validation", "test")
 RAW_DIR = Path("data/raw")
 TOKENIZED_DIR = Path("data/tokenized")
 MODEL_DIR = Path("models/emotion")
-CHECKPOINT_DIR = Path("models/checkpoints")
+# Resume state of the train stage: scratch space, git- and DVC-ignored, not a DVC output
+# (see stages/train.py).
+CHECKPOINT_DIR = Path("models/.checkpoints")
 
 
 class PipelineError(Exception):

@@ -5,8 +5,10 @@ train.epochs epochs, validation after each. Batches are length-bucketed (see
 common.bucket_batches) and each bucket length gets its own static-shape training graph.
 
 Resumable: after every epoch the model, optimizer and dropout RNG state go to
-models/checkpoints/ (a DVC `persist` output). A rerun with the same params and data continues
-from the last completed epoch and ends with the same weights as an uninterrupted run.
+models/.checkpoints/. A rerun with the same params and data continues from the last completed
+epoch and ends with the same weights as an uninterrupted run. That folder is scratch space,
+ignored by git and DVC, not a DVC output: an uncached `persist` output cannot be restored by
+`dvc checkout`, so after any experiment `dvc status` would call train stale for good.
 
 Writes models/emotion/ (the best-validation-loss epoch's weights + tokenizer, loadable with
 from_pretrained), metrics/train.json and plots/train/history.csv (learning curves).

@@ -18,7 +18,7 @@ EPOCHS = 3
 
 def kill_after_first_epoch(project, sig: int) -> None:
     """Start the train stage and send `sig` once epoch 1's checkpoint is complete."""
-    state = project / "models/checkpoints/state.json"
+    state = project / "models/.checkpoints/state.json"
     process = subprocess.Popen([sys.executable, "-m", "stages.train"], cwd=project,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 300
