@@ -56,23 +56,25 @@ def test_killed_training_resumes_to_identical_weights(project, assets, sig):
     assert len(pd.read_csv(project / "plots/train/history.csv")) == EPOCHS
 
 
-def test_changed_params_do_not_resume_a_stale_checkpoint(project, assets):
+def train_one_epoch(project, assets) -> dict:
+    """Run the data stages and one training epoch; return the params used."""
     params = tiny_params(assets)
     params["train"]["epochs"] = 1
     write_params(project, params)
     for stage in ("download", "tokenize", "train"):
         run_ok(stage, project)
+    return params
+
+
+def test_changed_params_do_not_resume_a_stale_checkpoint(project, assets):
+    params = train_one_epoch(project, assets)
     params["train"]["learning_rate"] = 2.0e-3
     write_params(project, params)
     assert "resuming" not in run_ok("train", project)
 
 
 def test_more_epochs_continue_a_finished_run(project, assets):
-    params = tiny_params(assets)
-    params["train"]["epochs"] = 1
-    write_params(project, params)
-    for stage in ("download", "tokenize", "train"):
-        run_ok(stage, project)
+    params = train_one_epoch(project, assets)
     params["train"]["epochs"] = 2
     write_params(project, params)
     log = run_ok("train", project)
