@@ -117,6 +117,13 @@ def write_params(folder: Path, params: dict) -> None:
     (folder / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
 
+def set_param(folder: Path, section: str, key: str, value) -> None:
+    """Change one key of folder/params.yaml."""
+    params = yaml.safe_load((folder / "params.yaml").read_text())
+    params[section][key] = value
+    write_params(folder, params)
+
+
 def run_stage(name: str, cwd: Path, **env: str) -> subprocess.CompletedProcess:
     """Run `python -m stages.<name>` as DVC would, in cwd; never raises."""
     return subprocess.run([sys.executable, "-m", f"stages.{name}"], cwd=cwd, text=True,

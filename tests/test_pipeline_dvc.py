@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import dvc, sh
+from conftest import dvc, set_param, sh
 
 STAGES = ["download", "eda", "tokenize", "train", "evaluate"]
 def ran(log: str) -> list[str]:
@@ -22,12 +22,6 @@ def restore(root: Path) -> None:
     """Back to the committed baseline: git-tracked files, then DVC-cached outputs."""
     sh(root, "git", "checkout", "--", ".")
     dvc(root, "checkout", "-q")
-
-
-def set_param(cwd: Path, section: str, key: str, value) -> None:
-    params = yaml.safe_load((cwd / "params.yaml").read_text())
-    params[section][key] = value
-    (cwd / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
 
 def test_repro_runs_every_stage_and_writes_every_output(dvc_repo):

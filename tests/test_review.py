@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import dvc, sh
+from conftest import dvc, set_param, sh
 
 from tools.review import NO_CHANGES
 
@@ -32,9 +32,7 @@ def changed_report(dvc_repo, tmp_path_factory):
     base = sh(root, "git", "rev-parse", "HEAD").strip()
     branch = sh(root, "git", "branch", "--show-current").strip()
     sh(root, "git", "checkout", "-q", "-b", "faster-lr")
-    params = yaml.safe_load((root / "params.yaml").read_text())
-    params["train"]["learning_rate"] = 3.0e-3
-    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    set_param(root, "train", "learning_rate", 3.0e-3)
     try:
         dvc(root, "repro")
         sh(root, "git", "commit", "-qam", "faster learning rate")
