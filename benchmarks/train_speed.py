@@ -30,7 +30,7 @@ from stages.common import (
     read_split,
     seed_everything,
 )
-from stages.train import load_model, make_train_step
+from stages.train import load_model, make_train_step, train_step_function
 
 
 def matmul_peak(size: int = 4096, repeats: int = 5) -> float:
@@ -77,20 +77,11 @@ def random_batches(ids, labels, batch_size, pad_id, seed, fixed_length=None):
 
 
 def generic_step(model, optimizer):
-    """One graph for every shape, as Keras fit() builds from a padded_batch dataset."""
-    loss_fn = tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    """The project's step traced once for every shape, as Keras fit() does with a
+    padded_batch dataset."""
     spec = tf.TensorSpec([None, None], tf.int32)
-
-    @tf.function(input_signature=[{"input_ids": spec, "attention_mask": spec},
-                                  tf.TensorSpec([None], tf.int32)])
-    def step(features, labels):
-        with tf.GradientTape() as tape:
-            loss = loss_fn(labels, model(features, training=True).logits)
-        gradients = tape.gradient(loss, model.trainable_variables)
-        optimizer.apply_gradients(zip(gradients, model.trainable_variables))
-        return loss, tf.constant(0)
-
-    return step
+    return train_step_function(model, optimizer).get_concrete_function(
+        {"input_ids": spec, "attention_mask": spec}, tf.TensorSpec([None], tf.int32))
 
 
 def measure(name, step, batches, train_flops, seconds, peak):

@@ -11,6 +11,7 @@ import sys
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -232,6 +233,74 @@ def _examples(input_ids: Sequence[Sequence[int]], labels: Sequence[int]) -> tf.d
     return dataset.map(
         lambda ids, label: ({"input_ids": ids, "attention_mask": tf.ones_like(ids)}, label)
     )
+
+
+POOLINGS = ("cls", "mean")
+
+
+def classifier_class(pooling: str):
+    """The from_pretrained class for a classifier head on `pooling`: "cls" is the standard
+    TFAutoModelForSequenceClassification (tanh pooler over [CLS] -> dropout -> dense, as in the
+    reference); "mean" is TFBertForMeanPooledClassification (BERT-family checkpoints only)."""
+    from transformers import TFAutoModelForSequenceClassification
+
+    return TFAutoModelForSequenceClassification if pooling == "cls" else mean_pooling_classifier()
+
+
+def load_classifier(folder: str | Path):
+    """A classifier saved by the train stage (either pooling), with its weights."""
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(str(folder))
+    return classifier_class(getattr(config, "pooling", "cls")).from_pretrained(str(folder))
+
+
+@cache
+def mean_pooling_classifier() -> type:
+    """TFBertForSequenceClassification with the head on the mean of the last hidden states
+    over real (unmasked) tokens, the pooling all-MiniLM-L6-v2 was trained with, and no
+    pooler layer. Same variable names as the standard head ("bert", "classifier"), so
+    from_pretrained loads the encoder from any BERT checkpoint; saved models record
+    `pooling: mean` in config.json, which load_classifier reads."""
+    import tensorflow as tf
+    from transformers import TFBertForSequenceClassification
+    from transformers.modeling_tf_outputs import TFSequenceClassifierOutput
+    from transformers.modeling_tf_utils import unpack_inputs
+    from transformers.models.bert.modeling_tf_bert import TFBertMainLayer
+
+    class TFBertForMeanPooledClassification(TFBertForSequenceClassification):
+        _keys_to_ignore_on_load_unexpected = [
+            *TFBertForSequenceClassification._keys_to_ignore_on_load_unexpected, r"pooler"]
+
+        def __init__(self, config, *inputs, **kwargs):
+            config.pooling = "mean"
+            super().__init__(config, *inputs, **kwargs)
+            self.bert = TFBertMainLayer(config, add_pooling_layer=False, name="bert")
+
+        @unpack_inputs
+        def call(self, input_ids=None, attention_mask=None, token_type_ids=None,
+                 position_ids=None, head_mask=None, inputs_embeds=None,
+                 output_attentions=None, output_hidden_states=None, return_dict=None,
+                 labels=None, training=False):
+            outputs = self.bert(
+                input_ids=input_ids, attention_mask=attention_mask,
+                token_type_ids=token_type_ids, position_ids=position_ids, head_mask=head_mask,
+                inputs_embeds=inputs_embeds, output_attentions=output_attentions,
+                output_hidden_states=output_hidden_states, return_dict=True, training=training)
+            hidden = outputs.last_hidden_state
+            if attention_mask is None:
+                mask = tf.ones_like(hidden[:, :, :1])
+            else:
+                mask = tf.cast(attention_mask, hidden.dtype)[:, :, None]
+            pooled = tf.reduce_sum(hidden * mask, axis=1) / tf.maximum(
+                tf.reduce_sum(mask, axis=1), 1e-9)
+            logits = self.classifier(self.dropout(pooled, training=training))
+            loss = None if labels is None else self.hf_compute_loss(labels=labels, logits=logits)
+            return TFSequenceClassifierOutput(loss=loss, logits=logits,
+                                              hidden_states=outputs.hidden_states,
+                                              attentions=outputs.attentions)
+
+    return TFBertForMeanPooledClassification
 
 
 def predict_logits(model, input_ids: Sequence[Sequence[int]], batch_size: int, pad_id: int):

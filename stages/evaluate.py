@@ -18,13 +18,14 @@ from sklearn.metrics import (  # noqa: E402
     classification_report,
     f1_score,
 )
-from transformers import AutoTokenizer, TFAutoModelForSequenceClassification  # noqa: E402
+from transformers import AutoTokenizer  # noqa: E402
 
 from stages.common import (  # noqa: E402
     MODEL_DIR,
     TOKENIZED_DIR,
     PipelineError,
     atomic_output,
+    load_classifier,
     load_params,
     positive,
     predict_logits,
@@ -44,7 +45,7 @@ def main() -> None:
     batch_size = positive(load_params("evaluate"), "evaluate", "batch_size", int)
     if not (MODEL_DIR / "config.json").exists():
         raise PipelineError(f"{MODEL_DIR} holds no model: run the train stage first")
-    model = TFAutoModelForSequenceClassification.from_pretrained(str(MODEL_DIR))
+    model = load_classifier(MODEL_DIR)
     tokenizer = AutoTokenizer.from_pretrained(str(MODEL_DIR))
     names = [model.config.id2label[i] for i in range(model.config.num_labels)]
 

@@ -1,7 +1,10 @@
-"""Stage train: fine-tune the pretrained encoder with a softmax classifier on pooled [CLS].
+"""Stage train: fine-tune the pretrained encoder with a softmax classifier head.
 
-The reference recipe: Adam(train.learning_rate), sparse categorical cross-entropy, accuracy,
-train.epochs epochs, validation after each. Batches are length-bucketed (see
+The reference recipe (the defaults): head on pooled [CLS], Adam at a constant
+train.learning_rate, sparse categorical cross-entropy, accuracy, train.epochs epochs,
+validation after each. Options: train.pooling: mean (mean of the token states, as
+all-MiniLM-L6-v2 was trained) and train.lr_schedule: linear (warm-up over
+train.warmup_ratio of the steps, then linear decay to 0). Batches are length-bucketed (see
 common.bucket_batches) and each bucket length gets its own static-shape training graph.
 
 Resumable: after every epoch the model, optimizer and dropout RNG state go to
@@ -23,15 +26,17 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 import tf_keras
-from transformers import TFAutoModelForSequenceClassification
+from transformers import AutoConfig, WarmUp
 
 from stages.common import (
     CHECKPOINT_DIR,
     MODEL_DIR,
+    POOLINGS,
     TOKENIZED_DIR,
     PipelineError,
     atomic_output,
     bucket_batches,
+    classifier_class,
     label_names,
     load_params,
     load_tokenizer,
@@ -46,6 +51,7 @@ from stages.common import (
 
 METRICS_FILE = "metrics/train.json"
 HISTORY_FILE = "plots/train/history.csv"
+LR_SCHEDULES = ("constant", "linear")
 
 
 def read_train_params() -> dict:
@@ -59,7 +65,7 @@ def read_train_params() -> dict:
         raise PipelineError(
             f"param train.bucket_lengths must be increasing positive integers, got {bucket_lengths}"
         )
-    return {
+    settings = {
         "checkpoint": param(load_params("model"), "model", "checkpoint", str),
         "seed": param(params, "train", "seed", int),
         "learning_rate": positive(params, "train", "learning_rate", float),
@@ -67,13 +73,28 @@ def read_train_params() -> dict:
         "batch_size": positive(params, "train", "batch_size", int),
         "eval_batch_size": positive(params, "train", "eval_batch_size", int),
         "bucket_lengths": bucket_lengths,
+        "pooling": param(params, "train", "pooling", str),
+        "lr_schedule": param(params, "train", "lr_schedule", str),
+        "warmup_ratio": param(params, "train", "warmup_ratio", float),
     }
+    for key, allowed in (("pooling", POOLINGS), ("lr_schedule", LR_SCHEDULES)):
+        if settings[key] not in allowed:
+            raise PipelineError(f"param train.{key} must be one of {', '.join(allowed)}, "
+                                f"got {settings[key]!r}")
+    if not 0 <= settings["warmup_ratio"] < 1:
+        raise PipelineError(
+            f"param train.warmup_ratio must be in [0, 1), got {settings['warmup_ratio']!r}")
+    return settings
 
 
-def load_model(checkpoint: str, names: list[str]):
-    """The pretrained encoder with a new classification head (pooled [CLS] -> dense)."""
+def load_model(checkpoint: str, names: list[str], pooling: str = "cls"):
+    """The pretrained encoder with a new classification head on `pooling` (see
+    common.classifier_class)."""
     try:
-        return TFAutoModelForSequenceClassification.from_pretrained(
+        if pooling == "mean" and AutoConfig.from_pretrained(checkpoint).model_type != "bert":
+            raise PipelineError(f"param train.pooling: mean is implemented for BERT-family "
+                                f"checkpoints only, and {checkpoint} is not one")
+        return classifier_class(pooling).from_pretrained(
             checkpoint,
             num_labels=len(names),
             id2label=dict(enumerate(names)),
@@ -84,11 +105,20 @@ def load_model(checkpoint: str, names: list[str]):
         raise PipelineError(f"param model.checkpoint: cannot load model: {first_line}") from None
 
 
-def make_train_step(model, optimizer):
-    """A function(features, labels) -> (loss, correct) that runs one optimisation step.
+def learning_rate(settings: dict, steps_per_epoch: int):
+    """The constant learning rate, or a schedule: linear warm-up from 0, then linear decay to 0
+    at the last step."""
+    if settings["lr_schedule"] == "constant":
+        return settings["learning_rate"]
+    total_steps = settings["epochs"] * steps_per_epoch
+    warmup_steps = round(settings["warmup_ratio"] * total_steps)
+    decay = tf_keras.optimizers.schedules.PolynomialDecay(
+        settings["learning_rate"], decay_steps=total_steps - warmup_steps, end_learning_rate=0.0)
+    return WarmUp(settings["learning_rate"], decay, warmup_steps) if warmup_steps else decay
 
-    One graph per sequence length (batch size left open), instead of Keras's fit(), whose
-    graph sees every bucket as shape (None, None) and loses the static-shape speed-up."""
+
+def train_step_function(model, optimizer):
+    """The tf.function(features, labels) -> (loss, correct) of one optimisation step."""
     loss_fn = tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
     @tf.function
@@ -102,6 +132,14 @@ def make_train_step(model, optimizer):
                                         tf.int32))
         return loss, correct
 
+    return step
+
+
+def make_train_step(model, optimizer):
+    """train_step_function with one graph per sequence length (batch size left open), instead
+    of Keras's fit(), whose graph sees every bucket as shape (None, None) and loses the
+    static-shape speed-up."""
+    step = train_step_function(model, optimizer)
     graphs = {}
 
     def run(features, labels):
@@ -130,9 +168,11 @@ def dropout_generators(model) -> list:
 
 
 def run_fingerprint(settings: dict) -> str:
-    """What a checkpoint depends on: the params (bar epochs: nothing depends on the total, so
-    a longer run can continue a shorter one) and the tokenized train/validation data."""
-    relevant = {key: value for key, value in settings.items() if key != "epochs"}
+    """What a checkpoint depends on: the params and the tokenized train/validation data.
+    With a constant learning rate nothing depends on the number of epochs, so a longer run
+    can continue a shorter one; a linear schedule depends on it."""
+    relevant = {key: value for key, value in settings.items()
+                if key != "epochs" or settings["lr_schedule"] != "constant"}
     digest = hashlib.sha256(json.dumps(relevant, sort_keys=True).encode())
     for split in ("train", "validation"):
         digest.update((TOKENIZED_DIR / f"{split}.parquet").read_bytes())
@@ -145,14 +185,21 @@ def main() -> None:
     train, validation = read_split(TOKENIZED_DIR, "train"), read_split(TOKENIZED_DIR, "validation")
     names = label_names(train)
     tokenizer = load_tokenizer(settings["checkpoint"])
-    model = load_model(settings["checkpoint"], names)
-    optimizer = tf_keras.optimizers.Adam(learning_rate=settings["learning_rate"])
-    optimizer.build(model.trainable_variables)
-    train_step = make_train_step(model, optimizer)
-
+    model = load_model(settings["checkpoint"], names, settings["pooling"])
     train_ids, train_labels = list(train["input_ids"]), list(train["label"])
     validation_ids, validation_labels = list(validation["input_ids"]), list(validation["label"])
-    batches_per_epoch = -(-len(train_labels) // settings["batch_size"])
+
+    def epoch_batches(epoch: int):
+        return bucket_batches(
+            train_ids, train_labels, batch_size=settings["batch_size"],
+            bucket_lengths=settings["bucket_lengths"], pad_id=tokenizer.pad_token_id,
+            shuffle_seed=settings["seed"] + epoch,
+        )
+
+    batches_per_epoch = sum(1 for _ in epoch_batches(0))  # every epoch has as many
+    optimizer = tf_keras.optimizers.Adam(learning_rate(settings, batches_per_epoch))
+    optimizer.build(model.trainable_variables)
+    train_step = make_train_step(model, optimizer)
 
     # Resume from the last completed epoch if the checkpoint belongs to this exact run.
     fingerprint = run_fingerprint(settings)
@@ -171,12 +218,7 @@ def main() -> None:
     for epoch in range(len(history), settings["epochs"]):
         start = time.perf_counter()
         losses, correct, seen, tokens = [], 0, 0, 0
-        batches = bucket_batches(
-            train_ids, train_labels, batch_size=settings["batch_size"],
-            bucket_lengths=settings["bucket_lengths"], pad_id=tokenizer.pad_token_id,
-            shuffle_seed=settings["seed"] + epoch,
-        )
-        for step, (features, labels) in enumerate(batches, start=1):
+        for step, (features, labels) in enumerate(epoch_batches(epoch), start=1):
             loss, batch_correct = train_step(features, labels)
             losses.append(float(loss) * len(labels))
             correct += int(batch_correct)
@@ -184,7 +226,7 @@ def main() -> None:
             tokens += int(tf.size(features["input_ids"]))
             if step % 50 == 0:
                 elapsed = time.perf_counter() - start
-                print(f"epoch {epoch + 1}/{settings['epochs']} step {step}/~{batches_per_epoch} "
+                print(f"epoch {epoch + 1}/{settings['epochs']} step {step}/{batches_per_epoch} "
                       f"loss {sum(losses) / seen:.4f} acc {correct / seen:.4f} "
                       f"{seen / elapsed:.1f} examples/s", flush=True)
         train_seconds = time.perf_counter() - start

@@ -31,10 +31,13 @@ def kill_after_first_epoch(project, sig: int) -> None:
     assert process.returncode != 0, "training finished before it could be interrupted"
 
 
-@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
-def test_killed_training_resumes_to_identical_weights(project, assets, sig):
+@pytest.mark.parametrize(("sig", "options"), [
+    (signal.SIGKILL, {}),
+    (signal.SIGTERM, {"pooling": "mean", "lr_schedule": "linear", "warmup_ratio": 0.2}),
+], ids=["SIGKILL", "SIGTERM-mean-pooling-linear-schedule"])
+def test_killed_training_resumes_to_identical_weights(project, assets, sig, options):
     params = tiny_params(assets)
-    params["train"]["epochs"] = EPOCHS
+    params["train"].update(epochs=EPOCHS, **options)
     write_params(project, params)
     run_ok("download", project)
     run_ok("tokenize", project)
@@ -80,3 +83,15 @@ def test_more_epochs_continue_a_finished_run(project, assets):
     log = run_ok("train", project)
     assert "resuming after epoch 1" in log
     assert len(pd.read_csv(project / "plots/train/history.csv")) == 2
+
+
+def test_more_epochs_restart_a_linear_schedule(project, assets):
+    """A linear schedule depends on the total number of steps, so it cannot be continued."""
+    params = tiny_params(assets)
+    params["train"].update(epochs=1, lr_schedule="linear")
+    write_params(project, params)
+    for stage in ("download", "tokenize", "train"):
+        run_ok(stage, project)
+    params["train"]["epochs"] = 2
+    write_params(project, params)
+    assert "resuming" not in run_ok("train", project)

@@ -174,3 +174,70 @@ def test_bucket_batches_reject_sequences_longer_than_the_last_bucket():
 
     with pytest.raises(PipelineError, match="train.bucket_lengths"):
         bucket_batches([[1] * 20], [0], batch_size=4, bucket_lengths=[8, 16], pad_id=0)
+
+
+def test_mean_pooling_head_trains_and_reloads_faithfully(project, assets):
+    params = tiny_params(assets)
+    params["train"].update(learning_rate=3.0e-3, epochs=10, pooling="mean",
+                           lr_schedule="linear", warmup_ratio=0.1)
+    write_params(project, params)
+    for stage in ("download", "tokenize", "train", "evaluate"):
+        run_ok(stage, project)
+
+    history = pd.read_csv(project / "plots/train/history.csv")
+    assert history["val_loss"].min() < 1.5  # it learned (chance: ln 6 = 1.79)
+    config = json.loads((project / "models/emotion/config.json").read_text())
+    assert config["pooling"] == "mean"
+    import h5py
+
+    with h5py.File(project / "models/emotion/tf_model.h5") as weights:
+        names = []
+        weights.visit(names.append)
+    assert not any("pooler" in name for name in names)
+    # evaluate reloaded the saved model (load_classifier) and scored validation exactly as
+    # train did with the in-memory model.
+    metrics = json.loads((project / "metrics/evaluate.json").read_text())
+    best_val_loss = json.loads((project / "metrics/train.json").read_text())["validation"]["loss"]
+    assert metrics["validation"]["loss"] == pytest.approx(best_val_loss, abs=1e-4)
+
+
+def test_mean_pooling_ignores_padding_and_loads_the_pretrained_encoder(assets):
+    import numpy as np
+    import tensorflow as tf
+    from transformers import TFBertModel
+
+    from stages.common import classifier_class
+
+    model = classifier_class("mean").from_pretrained(str(assets["model"]), num_labels=6)
+    encoder = TFBertModel.from_pretrained(str(assets["model"]))
+    pretrained = {v.name.split("/", 1)[1]: v.numpy() for v in encoder.bert.weights}
+    loaded = {v.name.split("/", 1)[1]: v.numpy() for v in model.bert.weights}
+    assert "pooler" not in " ".join(loaded)
+    assert loaded.keys() <= pretrained.keys()
+    for name, value in loaded.items():
+        np.testing.assert_array_equal(value, pretrained[name], err_msg=name)
+
+    ids = tf.constant([[2, 7, 9, 11, 3]])
+    padded = tf.constant([[2, 7, 9, 11, 3, 0, 0, 0]])
+    logits = model({"input_ids": ids, "attention_mask": tf.ones_like(ids)}).logits
+    padded_logits = model({"input_ids": padded,
+                           "attention_mask": tf.constant([[1] * 5 + [0] * 3])}).logits
+    np.testing.assert_allclose(logits.numpy(), padded_logits.numpy(), atol=1e-5)
+    # ...while the same padding counted as tokens changes the prediction.
+    unmasked = model({"input_ids": padded, "attention_mask": tf.ones_like(padded)}).logits
+    assert np.abs(unmasked.numpy() - logits.numpy()).max() > 1e-4
+
+
+def test_linear_schedule_warms_up_then_decays_to_zero():
+    from stages.train import learning_rate
+
+    settings = {"learning_rate": 1e-3, "epochs": 2, "lr_schedule": "linear",
+                "warmup_ratio": 0.25}
+    schedule = learning_rate(settings, steps_per_epoch=10)
+    rates = [float(schedule(step)) for step in range(21)]
+    assert rates[0] == 0
+    assert rates[5] == pytest.approx(1e-3)  # end of warm-up: 25% of 20 steps
+    assert all(a < b for a, b in zip(rates[:5], rates[1:6]))
+    assert all(a > b for a, b in zip(rates[5:20], rates[6:21]))
+    assert rates[20] == pytest.approx(0, abs=1e-12)
+    assert learning_rate({**settings, "lr_schedule": "constant"}, 10) == 1e-3
