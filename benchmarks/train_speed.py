@@ -19,13 +19,13 @@ import time
 import numpy as np
 import tensorflow as tf
 import tf_keras
-import yaml
 
 from stages.common import (
     RAW_DIR,
     SPLITS,
     TOKENIZED_DIR,
     bucket_batches,
+    load_params,
     load_tokenizer,
     read_split,
     seed_everything,
@@ -119,8 +119,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=60, help="timed seconds per variant")
     args = parser.parse_args()
-    params = yaml.safe_load(open("params.yaml"))
-    train_params, checkpoint = params["train"], params["model"]["checkpoint"]
+    train_params = load_params("train")
+    checkpoint, max_length = (load_params("model")[key] for key in ("checkpoint", "max_length"))
     batch_size = train_params["batch_size"]
 
     print(f"TF {tf.__version__}, {os.cpu_count()} CPUs, "
@@ -131,7 +131,7 @@ def main() -> None:
     tokenizer = load_tokenizer(checkpoint)
     texts = [text for split in SPLITS for text in read_split(RAW_DIR, split)["text"]]
     start = time.perf_counter()
-    tokenizer(texts, truncation=True, max_length=params["model"]["max_length"])
+    tokenizer(texts, truncation=True, max_length=max_length)
     print(f"tokenizer on all {len(texts)} texts (batched, fast tokenizer): "
           f"{time.perf_counter() - start:.2f}s")
 

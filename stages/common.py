@@ -6,6 +6,7 @@ TensorFlow is imported inside the functions that need it, so the data stages sta
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -47,10 +48,20 @@ def run_stage(main: Callable[[], None]) -> None:
         sys.exit(1)
 
 
+class _ParamsLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, plus YAML 1.2 floats without a dot, e.g. 3e-05: what
+    `dvc exp run -S train.learning_rate=3e-5` writes, and a string to YAML 1.1."""
+
+
+_ParamsLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float", re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"))
+
+
 def load_params(section: str, path: str | Path = PARAMS_FILE) -> dict[str, Any]:
     """Return one section of params.yaml."""
     try:
-        params = yaml.safe_load(Path(path).read_text())
+        params = yaml.load(Path(path).read_text(), Loader=_ParamsLoader)
     except FileNotFoundError:
         raise PipelineError(f"params file {path} not found") from None
     if not isinstance(params, dict) or not isinstance(params.get(section), dict):

@@ -62,13 +62,16 @@ def test_a_param_change_reruns_exactly_its_dependents(dvc_repo, section, key, va
 
 def test_experiment_is_listed_with_accuracy_and_loss(dvc_repo):
     root, _ = dvc_repo
-    log = dvc(root, "exp", "run", "-S", "train.epochs=3", "-n", "three-epochs")
+    # -S writes 2e-3 as `2e-03`, a string to plain PyYAML: the stages must read a number.
+    log = dvc(root, "exp", "run", "-S", "train.epochs=3", "-S", "train.learning_rate=2e-3",
+              "-n", "three-epochs")
     assert ran(log) == ["train", "evaluate"]
     table = json.loads(dvc(root, "exp", "show", "--json"))
     experiments = [exp for rev in table for exp in (rev.get("experiments") or [])]
     (run,) = [exp for exp in experiments if exp.get("name") == "three-epochs"]
     data = run["revs"][0]["data"]
     assert data["params"]["params.yaml"]["data"]["train"]["epochs"] == 3
+    assert data["params"]["params.yaml"]["data"]["train"]["learning_rate"] == 2e-3
     test_metrics = data["metrics"]["metrics/evaluate.json"]["data"]["test"]
     assert 0 <= test_metrics["accuracy"] <= 1 and test_metrics["loss"] > 0
     shown = dvc(root, "exp", "show", "--no-pager", "--md")
