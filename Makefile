@@ -16,34 +16,49 @@ endif
 MALLOC_ENV := MALLOC_ARENA_MAX=1 MALLOC_MMAP_THRESHOLD_=33554432 \
 	MALLOC_TRIM_THRESHOLD_=4294967296 MALLOC_TOP_PAD_=268435456
 
-.PHONY: setup repro test lint bench review clean-venv
+.PHONY: setup setup-dev setup-review repro test lint bench bench-predict review ci-review \
+	check-python clean-venv
 
-setup: $(VENV)/.installed node_modules/.installed
+setup: $(VENV)/.installed          ## the pipeline and emotion-predict (Python only)
+setup-dev: $(VENV)/.installed-dev  ## + test and lint tools
+setup-review: setup node_modules/.installed  ## + the Vega libraries of the review report
+
+check-python:
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' 2>/dev/null || { \
+	  echo "error: Python 3.11 is needed; '$(PYTHON)' is $$($(PYTHON) --version 2>&1 || echo missing)." \
+	       "Run with PYTHON=/path/to/python3.11." >&2; exit 1; }
+
+# One pip command for the whole pinned set and the project (separate installs break
+# transformers); the project is installed editable, which puts `emotion-predict` on PATH.
+$(VENV)/.installed: requirements.txt pyproject.toml | check-python
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip==26.3
+	$(VENV)/bin/pip install --quiet -r requirements.txt -e .
+	touch $@
+
+$(VENV)/.installed-dev: $(VENV)/.installed requirements-dev.txt
+	$(VENV)/bin/pip install --quiet -r requirements-dev.txt -e .
+	touch $@
 
 # Vega libraries for the offline plots page of `make review` (pinned by package-lock.json).
 node_modules/.installed: package.json package-lock.json
+	@command -v npm >/dev/null || { echo "error: npm (Node.js) is needed for the review" \
+	  "report's offline plots page; install Node.js" >&2; exit 1; }
 	npm ci --no-audit --no-fund --ignore-scripts
 	touch $@
 
-$(VENV)/.installed: requirements.txt
-	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet --upgrade pip
-	# One pip command for the whole pinned set (separate installs break transformers).
-	$(VENV)/bin/pip install --quiet -r requirements.txt
-	touch $@
-
-repro: setup  ## run the whole pipeline (about 45-50 min on 2 CPU cores)
+repro: setup  ## run the whole pipeline (about 55 min on 2 CPU cores)
 	dvc repro
 
-test: setup  ## lint + the test suite (a few minutes)
-	ruff check stages tests benchmarks tools
+test: setup-dev setup-review  ## lint + the test suite (about 25 min on 2 CPU cores)
+	ruff check emotion stages tests benchmarks tools
 	python -m pytest
 
-lint: setup
-	ruff check stages tests benchmarks tools
+lint: setup-dev
+	ruff check emotion stages tests benchmarks tools
 
 BASE ?= main
-review: setup  ## compare BASE (branch/tag/commit/experiment) with the workspace -> review/
+review: setup-review  ## compare BASE (branch/tag/commit/experiment) with the workspace -> review/
 	python -m tools.review --base $(BASE) --out review
 
 bench: setup  ## training-speed benchmark on the real data (~10 min on 2 cores)

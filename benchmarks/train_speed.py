@@ -20,17 +20,11 @@ import numpy as np
 import tensorflow as tf
 import tf_keras
 
-from stages.common import (
-    RAW_DIR,
-    SPLITS,
-    TOKENIZED_DIR,
-    bucket_batches,
-    load_params,
-    load_tokenizer,
-    read_split,
-    seed_everything,
-)
-from stages.train import load_model, make_train_step, train_step_function
+from emotion.data import bucket_batches, encode, load_tokenizer, read_split
+from emotion.files import RAW_DIR, SPLITS, TOKENIZED_DIR
+from emotion.model import new_classifier, seed_everything
+from emotion.params import load_params, model_source
+from emotion.training import make_train_step, train_step_function
 
 
 def matmul_peak(size: int = 4096, repeats: int = 5) -> float:
@@ -120,7 +114,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=60, help="timed seconds per variant")
     args = parser.parse_args()
     train_params = load_params("train")
-    checkpoint, max_length = (load_params("model")[key] for key in ("checkpoint", "max_length"))
+    checkpoint, revision = model_source()
+    max_length = load_params("model")["max_length"]
     batch_size = train_params["batch_size"]
 
     print(f"TF {tf.__version__}, {os.cpu_count()} CPUs, "
@@ -128,21 +123,24 @@ def main() -> None:
     peak = matmul_peak()
     print(f"dense float32 matmul peak (4096^3): {peak / 1e9:.1f} GFLOP/s")
 
-    tokenizer = load_tokenizer(checkpoint)
+    tokenizer = load_tokenizer(checkpoint, revision)
     texts = [text for split in SPLITS for text in read_split(RAW_DIR, split)["text"]]
     start = time.perf_counter()
-    tokenizer(texts, truncation=True, max_length=max_length)
+    encode(tokenizer, texts, max_length)
     print(f"tokenizer on all {len(texts)} texts (batched, fast tokenizer): "
           f"{time.perf_counter() - start:.2f}s")
 
-    seed_everything(train_params["seed"])
+    seed = train_params["seed"]
+    seed_everything(seed)
     train = read_split(TOKENIZED_DIR, "train")
     ids, labels = list(train["input_ids"]), list(train["label"])
-    model = load_model(checkpoint, train.features["label"].names)
+    model = new_classifier(checkpoint, revision, train.features["label"].names,
+                           pooling=train_params["pooling"],
+                           classifier_dropout=train_params["classifier_dropout"],
+                           classifier_init=train_params["classifier_init"], seed=seed)
     optimizer = tf_keras.optimizers.Adam(train_params["learning_rate"])
     optimizer.build(model.trainable_variables)
     pad = tokenizer.pad_token_id
-    seed = train_params["seed"]
     train_flops = flops_counter(model)
 
     print(f"training steps, batch {batch_size}, {checkpoint}:")

@@ -8,15 +8,9 @@ from pathlib import Path
 
 import datasets
 
-from stages.common import (
-    RAW_DIR,
-    SPLITS,
-    PipelineError,
-    atomic_output,
-    load_params,
-    param,
-    run_stage,
-)
+from emotion.errors import PipelineError, exit_on_error, first_line
+from emotion.files import RAW_DIR, SPLITS, atomic_output
+from emotion.params import load_params, param
 
 
 def resolve_source(dataset: str, revision: str) -> Path:
@@ -31,10 +25,9 @@ def resolve_source(dataset: str, revision: str) -> Path:
     try:
         return Path(snapshot_download(dataset, repo_type="dataset", revision=revision))
     except (HFValidationError, OSError) as error:
-        first_line = str(error).strip().splitlines()[0]
         raise PipelineError(
             f"param data.dataset: cannot get Hub dataset {dataset!r} at revision {revision!r}: "
-            f"{first_line}"
+            f"{first_line(error)}"
         ) from None
 
 
@@ -42,10 +35,9 @@ def load_splits(source: Path, config: str | None) -> datasets.DatasetDict:
     """Load the train/validation/test splits of a dataset folder."""
     try:
         loaded = datasets.load_dataset(str(source), name=config, keep_in_memory=True)
-    except (ValueError, FileNotFoundError) as error:
-        first_line = str(error).strip().splitlines()[0]
+    except Exception as error:  # datasets and pyarrow raise many types for bad files
         raise PipelineError(
-            f"cannot load {source} (data.config={config!r}): {first_line}"
+            f"cannot load {source} (data.config={config!r}): {first_line(error)}"
         ) from None
     missing = [split for split in SPLITS if split not in loaded]
     if missing:
@@ -70,6 +62,12 @@ def standardise(dataset: datasets.Dataset, split: str, text_column: str, label_c
             f"got {label_feature}"
         )
     names = label_feature.names
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise PipelineError(f"split '{split}': label name(s) {', '.join(repeated)} declared "
+                            "more than once")
+    if dataset.num_rows == 0:
+        raise PipelineError(f"split '{split}' has no rows")
     for row, (text, label) in enumerate(zip(dataset[text_column], dataset[label_column])):
         if not isinstance(text, str) or not text.strip():
             raise PipelineError(f"split '{split}' row {row}: empty text in column '{text_column}'")
@@ -109,4 +107,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    run_stage(main)
+    exit_on_error(main)

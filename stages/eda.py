@@ -16,19 +16,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from stages.common import (  # noqa: E402
-    RAW_DIR,
-    SPLITS,
-    atomic_output,
-    label_names,
-    load_params,
-    load_tokenizer,
-    param,
-    positive,
-    read_split,
-    run_stage,
-    save_figure,
-)
+from emotion.data import encode, label_names, load_tokenizer, read_split  # noqa: E402
+from emotion.errors import exit_on_error  # noqa: E402
+from emotion.files import RAW_DIR, SPLITS, atomic_output, save_figure  # noqa: E402
+from emotion.params import load_params, model_source, positive  # noqa: E402
 
 OUT_DIR = "plots/eda"
 
@@ -43,7 +34,7 @@ def length_histogram(lengths: dict[str, np.ndarray], bin_width: int) -> pd.DataF
 
 def main() -> None:
     bin_width = positive(load_params("eda"), "eda", "length_bin_width", int)
-    tokenizer = load_tokenizer(param(load_params("model"), "model", "checkpoint", str))
+    tokenizer = load_tokenizer(*model_source())
     splits = {split: read_split(RAW_DIR, split) for split in SPLITS}
     names = label_names(splits["train"])
 
@@ -55,7 +46,7 @@ def main() -> None:
             rows.append({"split": split, "label": name, "count": int(count),
                          "proportion": round(count / counts.sum(), 6)})
         words[split] = np.array([len(text.split()) for text in texts])
-        tokens[split] = np.array([len(ids) for ids in tokenizer(texts)["input_ids"]])
+        tokens[split] = np.array([len(ids) for ids in encode(tokenizer, texts, None)])
         summary[split] = {
             "rows": int(counts.sum()),
             "majority_label": names[int(counts.argmax())],
@@ -95,4 +86,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    run_stage(main)
+    exit_on_error(main)

@@ -1,9 +1,13 @@
 """Stage evaluate: score the trained model on the validation and test splits.
 
+The model is used as a user would use it: models/emotion/ (its own tokenizer and max_length)
+on the raw texts, through emotion.predict.TextClassifier.
+
 Writes metrics/evaluate.json (accuracy, loss, macro/weighted F1, nested by split),
 metrics/classification_report.json (per-class precision/recall/F1, scikit-learn),
-plots/evaluate/confusion_<split>.csv (actual,predicted rows for DVC's confusion template)
-and plots/evaluate/confusion_<split>.png (row-normalised heat-map).
+plots/evaluate/confusion_<split>.csv (one row per example in dataset order: actual,
+predicted, text; DVC's confusion template reads the first two, reviews pair the rows) and
+plots/evaluate/confusion_<split>.png (row-normalised heat-map).
 """
 
 import json
@@ -18,22 +22,13 @@ from sklearn.metrics import (  # noqa: E402
     classification_report,
     f1_score,
 )
-from transformers import AutoTokenizer  # noqa: E402
 
-from stages.common import (  # noqa: E402
-    MODEL_DIR,
-    TOKENIZED_DIR,
-    PipelineError,
-    atomic_output,
-    load_classifier,
-    load_params,
-    positive,
-    predict_logits,
-    read_split,
-    run_stage,
-    save_figure,
-    softmax_metrics,
-)
+from emotion.data import label_names, read_split  # noqa: E402
+from emotion.errors import PipelineError, exit_on_error  # noqa: E402
+from emotion.files import MODEL_DIR, RAW_DIR, atomic_output, save_figure  # noqa: E402
+from emotion.inference import loss_and_accuracy  # noqa: E402
+from emotion.params import load_params, positive  # noqa: E402
+from emotion.predict import TextClassifier  # noqa: E402
 
 EVAL_SPLITS = ("validation", "test")
 METRICS_FILE = "metrics/evaluate.json"
@@ -43,22 +38,21 @@ PLOTS_DIR = "plots/evaluate"
 
 def main() -> None:
     batch_size = positive(load_params("evaluate"), "evaluate", "batch_size", int)
-    if not (MODEL_DIR / "config.json").exists():
-        raise PipelineError(f"{MODEL_DIR} holds no model: run the train stage first")
-    model = load_classifier(MODEL_DIR)
-    tokenizer = AutoTokenizer.from_pretrained(str(MODEL_DIR))
-    names = [model.config.id2label[i] for i in range(model.config.num_labels)]
+    classifier = TextClassifier(MODEL_DIR, batch_size=batch_size)
+    names = classifier.labels
 
     metrics, reports = {}, {}
     with atomic_output(PLOTS_DIR) as plots:
         plots.mkdir()
         for split in EVAL_SPLITS:
-            data = read_split(TOKENIZED_DIR, split)
-            labels = np.asarray(data["label"])
-            logits = predict_logits(
-                model, list(data["input_ids"]), batch_size, tokenizer.pad_token_id)
+            data = read_split(RAW_DIR, split)
+            if label_names(data) != names:
+                raise PipelineError(f"{RAW_DIR}/{split}.parquet: labels {label_names(data)} "
+                                    f"differ from the model's {names}")
+            texts, labels = list(data["text"]), np.asarray(data["label"])
+            logits = classifier.predict(texts).logits
             predicted = logits.argmax(axis=1)
-            loss, accuracy = softmax_metrics(logits, labels)
+            loss, accuracy = loss_and_accuracy(logits, labels)
             metrics[split] = {
                 "accuracy": round(accuracy, 6),
                 "loss": round(loss, 6),
@@ -69,8 +63,8 @@ def main() -> None:
                 labels, predicted, labels=range(len(names)), target_names=names,
                 output_dict=True, zero_division=0)
             pd.DataFrame({"actual": [names[i] for i in labels],
-                          "predicted": [names[i] for i in predicted]}).to_csv(
-                plots / f"confusion_{split}.csv", index=False)
+                          "predicted": [names[i] for i in predicted],
+                          "text": texts}).to_csv(plots / f"confusion_{split}.csv", index=False)
             display = ConfusionMatrixDisplay.from_predictions(
                 labels, predicted, labels=range(len(names)), display_labels=names,
                 normalize="true", values_format=".2f", cmap="Blues", xticks_rotation=45)
@@ -84,4 +78,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    run_stage(main)
+    exit_on_error(main)

@@ -6,42 +6,31 @@ list of token ids, [CLS] ... [SEP]) and label. Padding happens per batch at trai
 
 import time
 
-from stages.common import (
-    RAW_DIR,
-    SPLITS,
-    TOKENIZED_DIR,
-    PipelineError,
-    atomic_output,
-    load_params,
-    load_tokenizer,
-    param,
-    positive,
-    read_split,
-    run_stage,
-)
+from emotion.data import encode, load_tokenizer, read_split
+from emotion.errors import PipelineError, exit_on_error
+from emotion.files import RAW_DIR, SPLITS, TOKENIZED_DIR, atomic_output
+from emotion.params import load_params, model_source, positive
 
 
 def main() -> None:
-    params = load_params("model")
-    checkpoint = param(params, "model", "checkpoint", str)
-    max_length = positive(params, "model", "max_length", int)
-    tokenizer = load_tokenizer(checkpoint)
+    checkpoint, revision = model_source()
+    max_length = positive(load_params("model"), "model", "max_length", int)
+    tokenizer = load_tokenizer(checkpoint, revision)
     if max_length > tokenizer.model_max_length:
         raise PipelineError(
             f"param model.max_length: {max_length} exceeds the model's limit "
             f"{tokenizer.model_max_length}"
         )
 
-    def encode(batch):
-        encoded = tokenizer(batch["text"], truncation=True, max_length=max_length)
-        return {"input_ids": encoded["input_ids"]}
+    def encode_batch(batch):
+        return {"input_ids": encode(tokenizer, batch["text"], max_length)}
 
     start = time.perf_counter()
     with atomic_output(TOKENIZED_DIR) as out:
         out.mkdir()
         for split in SPLITS:
             raw = read_split(RAW_DIR, split)
-            tokens = raw.map(encode, batched=True, batch_size=1000, remove_columns=["text"],
+            tokens = raw.map(encode_batch, batched=True, batch_size=1000, remove_columns=["text"],
                              keep_in_memory=True, load_from_cache_file=False)
             tokens = tokens.select_columns(["input_ids", "label"])
             tokens.to_parquet(str(out / f"{split}.parquet"))
@@ -53,4 +42,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    run_stage(main)
+    exit_on_error(main)

@@ -1,61 +1,60 @@
 """Stage train: fine-tune the pretrained encoder with a softmax classifier head.
 
-The reference recipe (the defaults): head on pooled [CLS], Adam at a constant
-train.learning_rate, sparse categorical cross-entropy, accuracy, train.epochs epochs,
-validation after each. Options: train.pooling: mean (mean of the token states, as
-all-MiniLM-L6-v2 was trained) and train.lr_schedule: linear (warm-up over
-train.warmup_ratio of the steps, then linear decay to 0). Batches are length-bucketed (see
-common.bucket_batches) and each bucket length gets its own static-shape training graph.
+The reference recipe (the defaults): a Dense softmax layer on BERT's pooled [CLS] output,
+Adam at a constant train.learning_rate, sparse categorical cross-entropy, accuracy,
+train.epochs epochs, validation after each. Options: other heads (see emotion.model) and
+train.lr_schedule: linear (warm-up over train.warmup_ratio of the steps, then linear decay to
+0). Batches are length-bucketed (see emotion.data.bucket_batches) and each bucket length gets
+its own static-shape training graph.
 
 Resumable: after every epoch the model, optimizer and dropout RNG state go to
 models/.checkpoints/. A rerun with the same params and data continues from the last completed
-epoch and ends with the same weights as an uninterrupted run. That folder is scratch space,
-ignored by git and DVC, not a DVC output: an uncached `persist` output cannot be restored by
-`dvc checkout`, so after any experiment `dvc status` would call train stale for good.
+epoch and ends with the same weights as an uninterrupted run; any change to the train stage's
+code, data, pretrained weights or frameworks starts afresh (run_fingerprint). That folder is
+scratch space, ignored by git and DVC, not a DVC output: an uncached `persist` output cannot be
+restored by `dvc checkout`, so after any experiment `dvc status` would call train stale for
+good.
 
-Writes models/emotion/ (the best-validation-loss epoch's weights + tokenizer, loadable with
-from_pretrained), metrics/train.json and plots/train/history.csv (learning curves).
+Writes models/emotion/ (the best-validation-loss epoch's weights, head and label names in
+config.json, and the tokenizer with the training max_length: all that prediction needs),
+metrics/train.json and plots/train/history.csv (learning curves).
 """
 
 import hashlib
 import json
 import shutil
 import time
+from importlib.metadata import version
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import tensorflow as tf
 import tf_keras
-from transformers import AutoConfig, WarmUp
+import yaml
 
-from stages.common import (
-    CHECKPOINT_DIR,
-    MODEL_DIR,
+from emotion.data import bucket_batches, label_names, load_tokenizer, read_split
+from emotion.errors import PipelineError, exit_on_error, first_line
+from emotion.files import CHECKPOINT_DIR, MODEL_DIR, TOKENIZED_DIR, atomic_output
+from emotion.inference import logits_function, loss_and_accuracy, predict_logits
+from emotion.model import (
+    CLASSIFIER_INITS,
     POOLINGS,
-    TOKENIZED_DIR,
-    PipelineError,
-    atomic_output,
-    bucket_batches,
-    classifier_class,
-    label_names,
-    load_params,
-    load_tokenizer,
-    param,
-    positive,
-    predict_logits,
-    read_split,
-    run_stage,
+    checkpoint_identity,
+    new_classifier,
     seed_everything,
-    softmax_metrics,
 )
+from emotion.params import load_params, model_source, one_of, param, positive
+from emotion.training import LR_SCHEDULES, dropout_generators, learning_rate, make_train_step
 
 METRICS_FILE = "metrics/train.json"
 HISTORY_FILE = "plots/train/history.csv"
-LR_SCHEDULES = ("constant", "linear")
+# The libraries whose numerics the weights depend on (part of the resume fingerprint).
+FRAMEWORKS = ("tensorflow", "tf-keras", "transformers")
 
 
 def read_train_params() -> dict:
-    """The train section, validated, plus model.checkpoint."""
+    """The train section, validated, plus model.checkpoint/revision/max_length."""
     params = load_params("train")
     bucket_lengths = param(params, "train", "bucket_lengths", list)
     if not bucket_lengths or any(
@@ -65,118 +64,56 @@ def read_train_params() -> dict:
         raise PipelineError(
             f"param train.bucket_lengths must be increasing positive integers, got {bucket_lengths}"
         )
+    checkpoint, revision = model_source()
     settings = {
-        "checkpoint": param(load_params("model"), "model", "checkpoint", str),
+        "checkpoint": checkpoint,
+        "revision": revision,
+        "max_length": positive(load_params("model"), "model", "max_length", int),
         "seed": param(params, "train", "seed", int),
         "learning_rate": positive(params, "train", "learning_rate", float),
         "epochs": positive(params, "train", "epochs", int),
         "batch_size": positive(params, "train", "batch_size", int),
         "eval_batch_size": positive(params, "train", "eval_batch_size", int),
         "bucket_lengths": bucket_lengths,
-        "pooling": param(params, "train", "pooling", str),
-        "lr_schedule": param(params, "train", "lr_schedule", str),
+        "pooling": one_of(params, "train", "pooling", POOLINGS),
+        "classifier_dropout": param(params, "train", "classifier_dropout", float),
+        "classifier_init": one_of(params, "train", "classifier_init", CLASSIFIER_INITS),
+        "lr_schedule": one_of(params, "train", "lr_schedule", LR_SCHEDULES),
         "warmup_ratio": param(params, "train", "warmup_ratio", float),
     }
-    for key, allowed in (("pooling", POOLINGS), ("lr_schedule", LR_SCHEDULES)):
-        if settings[key] not in allowed:
-            raise PipelineError(f"param train.{key} must be one of {', '.join(allowed)}, "
-                                f"got {settings[key]!r}")
-    if not 0 <= settings["warmup_ratio"] < 1:
-        raise PipelineError(
-            f"param train.warmup_ratio must be in [0, 1), got {settings['warmup_ratio']!r}")
+    for key in ("classifier_dropout", "warmup_ratio"):
+        if not 0 <= settings[key] < 1:
+            raise PipelineError(f"param train.{key} must be in [0, 1), got {settings[key]!r}")
     return settings
 
 
-def load_model(checkpoint: str, names: list[str], pooling: str = "cls"):
-    """The pretrained encoder with a new classification head on `pooling` (see
-    common.classifier_class)."""
-    try:
-        if pooling == "mean" and AutoConfig.from_pretrained(checkpoint).model_type != "bert":
-            raise PipelineError(f"param train.pooling: mean is implemented for BERT-family "
-                                f"checkpoints only, and {checkpoint} is not one")
-        return classifier_class(pooling).from_pretrained(
-            checkpoint,
-            num_labels=len(names),
-            id2label=dict(enumerate(names)),
-            label2id={name: i for i, name in enumerate(names)},
-        )
-    except (OSError, ValueError) as error:  # ValueError: not a valid Hub id
-        first_line = str(error).strip().splitlines()[0]
-        raise PipelineError(f"param model.checkpoint: cannot load model: {first_line}") from None
-
-
-def learning_rate(settings: dict, steps_per_epoch: int):
-    """The constant learning rate, or a schedule: linear warm-up from 0, then linear decay to 0
-    at the last step."""
-    if settings["lr_schedule"] == "constant":
-        return settings["learning_rate"]
-    total_steps = settings["epochs"] * steps_per_epoch
-    warmup_steps = round(settings["warmup_ratio"] * total_steps)
-    decay = tf_keras.optimizers.schedules.PolynomialDecay(
-        settings["learning_rate"], decay_steps=total_steps - warmup_steps, end_learning_rate=0.0)
-    return WarmUp(settings["learning_rate"], decay, warmup_steps) if warmup_steps else decay
-
-
-def train_step_function(model, optimizer):
-    """The tf.function(features, labels) -> (loss, correct) of one optimisation step."""
-    loss_fn = tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-
-    @tf.function
-    def step(features, labels):
-        with tf.GradientTape() as tape:
-            logits = model(features, training=True).logits
-            loss = loss_fn(labels, logits)
-        gradients = tape.gradient(loss, model.trainable_variables)
-        optimizer.apply_gradients(zip(gradients, model.trainable_variables))
-        correct = tf.reduce_sum(tf.cast(tf.argmax(logits, -1, output_type=tf.int32) == labels,
-                                        tf.int32))
-        return loss, correct
-
-    return step
-
-
-def make_train_step(model, optimizer):
-    """train_step_function with one graph per sequence length (batch size left open), instead
-    of Keras's fit(), whose graph sees every bucket as shape (None, None) and loses the
-    static-shape speed-up."""
-    step = train_step_function(model, optimizer)
-    graphs = {}
-
-    def run(features, labels):
-        length = features["input_ids"].shape[1]
-        if length not in graphs:
-            spec = tf.TensorSpec([None, length], tf.int32)
-            graphs[length] = step.get_concrete_function(
-                {"input_ids": spec, "attention_mask": spec}, tf.TensorSpec([None], tf.int32)
-            )
-        return graphs[length](features, labels)
-
-    return run
-
-
-def dropout_generators(model) -> list:
-    """The tf.random.Generator behind each dropout layer, created now if still lazy.
-
-    Keras does not make them checkpoint dependencies of the model, so we checkpoint them
-    ourselves: without their state a resumed run would draw different dropout masks."""
-    generators = []
-    for layer in model.submodules:
-        if isinstance(layer, tf_keras.layers.Dropout):
-            layer._random_generator._maybe_init()  # private API: no public way to force it
-            generators.append(layer._random_generator._generator)
-    return generators
-
-
 def run_fingerprint(settings: dict) -> str:
-    """What a checkpoint depends on: the params and the tokenized train/validation data.
-    With a constant learning rate nothing depends on the number of epochs, so a longer run
-    can continue a shorter one; a linear schedule depends on it."""
+    """Everything a checkpoint's weights depend on: the params; every file the train stage
+    depends on in dvc.yaml (its code and the tokenized data); the exact pretrained weights; and
+    the framework versions. With a constant learning rate nothing depends on the number of
+    epochs, so a longer run can continue a shorter one; a linear schedule depends on it."""
     relevant = {key: value for key, value in settings.items()
                 if key != "epochs" or settings["lr_schedule"] != "constant"}
+    relevant["pretrained"] = checkpoint_identity(settings["checkpoint"], settings["revision"])
+    relevant["versions"] = {name: version(name) for name in FRAMEWORKS}
     digest = hashlib.sha256(json.dumps(relevant, sort_keys=True).encode())
-    for split in ("train", "validation"):
-        digest.update((TOKENIZED_DIR / f"{split}.parquet").read_bytes())
+    for path in train_dependencies():
+        files = [path] if path.is_file() else sorted(f for f in path.rglob("*") if f.is_file())
+        for file in files:
+            digest.update(str(file).encode() + b"\0" + file.read_bytes())
     return digest.hexdigest()
+
+
+def train_dependencies() -> list[Path]:
+    """The deps of the train stage in dvc.yaml."""
+    try:
+        deps = yaml.safe_load(Path("dvc.yaml").read_text())["stages"]["train"]["deps"]
+    except (OSError, yaml.YAMLError, KeyError, TypeError) as error:
+        raise PipelineError(f"dvc.yaml: cannot read the train stage's deps ({error})") from None
+    missing = [dep for dep in deps if not Path(dep).exists()]
+    if missing:
+        raise PipelineError(f"dvc.yaml: train dependency {missing[0]} not found")
+    return [Path(dep) for dep in deps]
 
 
 def main() -> None:
@@ -184,8 +121,11 @@ def main() -> None:
     seed_everything(settings["seed"])
     train, validation = read_split(TOKENIZED_DIR, "train"), read_split(TOKENIZED_DIR, "validation")
     names = label_names(train)
-    tokenizer = load_tokenizer(settings["checkpoint"])
-    model = load_model(settings["checkpoint"], names, settings["pooling"])
+    tokenizer = load_tokenizer(settings["checkpoint"], settings["revision"])
+    model = new_classifier(
+        settings["checkpoint"], settings["revision"], names, pooling=settings["pooling"],
+        classifier_dropout=settings["classifier_dropout"],
+        classifier_init=settings["classifier_init"], seed=settings["seed"])
     train_ids, train_labels = list(train["input_ids"]), list(train["label"])
     validation_ids, validation_labels = list(validation["input_ids"]), list(validation["label"])
 
@@ -200,20 +140,13 @@ def main() -> None:
     optimizer = tf_keras.optimizers.Adam(learning_rate(settings, batches_per_epoch))
     optimizer.build(model.trainable_variables)
     train_step = make_train_step(model, optimizer)
+    forward = logits_function(model)
 
     # Resume from the last completed epoch if the checkpoint belongs to this exact run.
     fingerprint = run_fingerprint(settings)
     checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer,
                                      dropout_rng=dropout_generators(model))
-    state_file = CHECKPOINT_DIR / "state.json"
-    history: list[dict] = []
-    state = json.loads(state_file.read_text()) if state_file.exists() else {}
-    if state.get("fingerprint") == fingerprint and len(state["history"]) <= settings["epochs"]:
-        history = state["history"]
-        checkpoint.read(str(CHECKPOINT_DIR / "last" / "ckpt")).assert_consumed()
-        print(f"resuming after epoch {len(history)} from {CHECKPOINT_DIR}")
-    else:
-        shutil.rmtree(CHECKPOINT_DIR, ignore_errors=True)
+    history = resume(checkpoint, fingerprint, settings["epochs"])
 
     for epoch in range(len(history), settings["epochs"]):
         start = time.perf_counter()
@@ -230,9 +163,9 @@ def main() -> None:
                       f"loss {sum(losses) / seen:.4f} acc {correct / seen:.4f} "
                       f"{seen / elapsed:.1f} examples/s", flush=True)
         train_seconds = time.perf_counter() - start
-        logits = predict_logits(model, validation_ids, settings["eval_batch_size"],
+        logits = predict_logits(forward, validation_ids, settings["eval_batch_size"],
                                 tokenizer.pad_token_id)
-        val_loss, val_accuracy = softmax_metrics(logits, np.asarray(validation_labels))
+        val_loss, val_accuracy = loss_and_accuracy(logits, np.asarray(validation_labels))
         history.append({
             "epoch": epoch + 1,
             "loss": sum(losses) / seen,
@@ -250,6 +183,9 @@ def main() -> None:
 
     best = history[best_epoch(history) - 1]
     model.load_weights(str(best_weights_file(best["epoch"])))
+    # The model folder carries all that prediction needs: the head (config.json), the label
+    # names (id2label) and the tokenizer, cutting at the max_length used in training.
+    tokenizer.model_max_length = settings["max_length"]
     with atomic_output(MODEL_DIR) as out:
         model.save_pretrained(str(out))
         tokenizer.save_pretrained(str(out))
@@ -269,6 +205,33 @@ def main() -> None:
                 float(np.mean([row["examples_per_second"] for row in history])), 1),
         }, indent=2) + "\n")
     print(f"kept epoch {best['epoch']} (lowest validation loss {best['val_loss']:.4f})")
+
+
+def resume(checkpoint: tf.train.Checkpoint, fingerprint: str, epochs: int) -> list[dict]:
+    """Restore the last completed epoch if models/.checkpoints/ holds this exact run (same
+    fingerprint, no more epochs than asked for) and return its history; else start afresh."""
+    state_file = CHECKPOINT_DIR / "state.json"
+    try:
+        state = json.loads(state_file.read_text()) if state_file.exists() else {}
+        history = state.get("history", [])
+    except (json.JSONDecodeError, AttributeError):
+        raise PipelineError(f"{state_file} is damaged: delete {CHECKPOINT_DIR} to train afresh"
+                            ) from None
+    if state.get("fingerprint") != fingerprint or len(history) > epochs:
+        shutil.rmtree(CHECKPOINT_DIR, ignore_errors=True)
+        return []
+    last = CHECKPOINT_DIR / "last" / "ckpt"
+    if not (CHECKPOINT_DIR / "last").is_dir():
+        raise PipelineError(f"{CHECKPOINT_DIR / 'last'} is missing though {state_file} says "
+                            f"{len(history)} epochs are done: delete {CHECKPOINT_DIR} to train "
+                            "afresh")
+    try:
+        checkpoint.read(str(last)).assert_consumed()
+    except (tf.errors.OpError, AssertionError, ValueError) as error:
+        raise PipelineError(f"{last} cannot be restored ({first_line(error)}): delete "
+                            f"{CHECKPOINT_DIR} to train afresh") from None
+    print(f"resuming after epoch {len(history)} from {CHECKPOINT_DIR}")
+    return history
 
 
 def save_checkpoint(checkpoint, model, history: list[dict], fingerprint: str) -> None:
@@ -300,4 +263,4 @@ def best_weights_file(epoch: int):
 
 
 if __name__ == "__main__":
-    run_stage(main)
+    exit_on_error(main)

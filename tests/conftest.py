@@ -97,7 +97,7 @@ def tiny_params(assets: dict[str, Path]) -> dict:
 @pytest.fixture
 def project(tmp_path, assets, monkeypatch) -> Path:
     """A working copy of the pipeline in tmp_path (cwd set to it) with tiny params."""
-    copy_project(tmp_path, "stages", "dvc.yaml")
+    copy_project(tmp_path, "stages", "emotion", "dvc.yaml")
     write_params(tmp_path, tiny_params(assets))
     monkeypatch.chdir(tmp_path)
     return tmp_path
@@ -154,7 +154,7 @@ def dvc(cwd: Path, *args: str) -> str:
 def dvc_repo(tmp_path_factory, assets):
     """A git + DVC repo holding the tiny project, reproduced once and committed."""
     root = tmp_path_factory.mktemp("repo")
-    copy_project(root, "stages", "tools", "dvc.yaml", ".dvcignore", ".gitignore")
+    copy_project(root, "stages", "emotion", "tools", "dvc.yaml", ".dvcignore", ".gitignore")
     if (ROOT / "node_modules").exists():  # the Vega libraries for tools.review
         (root / "node_modules").symlink_to(ROOT / "node_modules")
     write_params(root, tiny_params(assets))

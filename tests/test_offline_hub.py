@@ -13,6 +13,7 @@ from conftest import ROOT, run_stage, write_params
 HUB_CACHE = ROOT.parent / "shared" / "hf-cache"
 REAL_LABELS = ["sadness", "joy", "love", "anger", "fear", "surprise"]
 CHECKPOINT = "sentence-transformers/all-MiniLM-L6-v2"
+REVISION = "c9745ed1d9f207416be6d2e6f8de32d1f16199bf"
 
 pytestmark = pytest.mark.skipif(not (HUB_CACHE / "README.md").exists(),
                                 reason=f"no offline Hub cache at {HUB_CACHE}")
@@ -40,12 +41,14 @@ def test_download_stage_gets_the_real_dataset(project, offline_hub):
 
 
 def test_real_tokenizer_and_model_load_and_train_one_step(offline_hub):
-    from stages.common import bucket_batches, load_tokenizer, seed_everything
-    from stages.train import load_model, make_train_step
+    from emotion.data import bucket_batches, load_tokenizer
+    from emotion.model import new_classifier, seed_everything
+    from emotion.training import make_train_step
 
     seed_everything(0)
-    tokenizer = load_tokenizer(CHECKPOINT)
-    model = load_model(CHECKPOINT, REAL_LABELS)
+    tokenizer = load_tokenizer(CHECKPOINT, REVISION)
+    model = new_classifier(CHECKPOINT, REVISION, REAL_LABELS, pooling="cls",
+                           classifier_dropout=0.0, classifier_init="glorot_uniform", seed=0)
     assert model.config.hidden_size == 384 and model.config.num_hidden_layers == 6
     ids = tokenizer(["i feel so happy today", "i am scared of the dark"])["input_ids"]
     batches = bucket_batches(ids, [1, 4], batch_size=2, bucket_lengths=[16, 128],

@@ -10,7 +10,7 @@ import time
 
 import pandas as pd
 import pytest
-from conftest import tiny_params, write_params
+from conftest import run_stage, tiny_params, write_params
 from test_stages import run_ok
 
 EPOCHS = 3
@@ -95,3 +95,63 @@ def test_more_epochs_restart_a_linear_schedule(project, assets):
     params["train"]["epochs"] = 2
     write_params(project, params)
     assert "resuming" not in run_ok("train", project)
+
+
+def double_the_loss(project) -> None:
+    """A semantic change to the training code (the loss it optimises is doubled)."""
+    training = project / "emotion/training.py"
+    code = training.read_text()
+    assert "loss = loss_fn(labels, logits)" in code
+    training.write_text(code.replace("loss = loss_fn(labels, logits)",
+                                     "loss = 2.0 * loss_fn(labels, logits)"))
+
+
+def test_changed_code_after_a_finished_run_trains_afresh(project, assets):
+    params = train_one_epoch(project, assets)
+    first = (project / "models/emotion/tf_model.h5").read_bytes()
+    double_the_loss(project)
+    log = run_ok("train", project)
+    assert "resuming" not in log
+    assert [line for line in log.splitlines() if line.startswith("epoch 1/1: ")]
+    assert (project / "models/emotion/tf_model.h5").read_bytes() != first
+    assert params["train"]["epochs"] == 1
+
+
+def test_changed_code_after_an_interrupted_run_trains_afresh(project, assets):
+    params = tiny_params(assets)
+    params["train"]["epochs"] = EPOCHS
+    write_params(project, params)
+    run_ok("download", project)
+    run_ok("tokenize", project)
+    kill_after_first_epoch(project, signal.SIGKILL)
+    double_the_loss(project)
+    log = run_ok("train", project)
+    assert "resuming" not in log
+    epochs_run = [line for line in log.splitlines() if line.startswith("epoch ") and ": " in line]
+    assert len(epochs_run) == EPOCHS
+
+
+def test_changed_pretrained_weights_train_afresh(project, assets):
+    pretrained = project / "pretrained"
+    shutil.copytree(assets["model"], pretrained)
+    params = tiny_params(assets)
+    params["model"]["checkpoint"] = str(pretrained)
+    params["train"]["epochs"] = 1
+    write_params(project, params)
+    for stage in ("download", "tokenize", "train"):
+        run_ok(stage, project)
+    params["train"]["epochs"] = 2
+    write_params(project, params)
+    (pretrained / "config.json").write_text(
+        (pretrained / "config.json").read_text().replace('"hidden_dropout_prob": 0.1',
+                                                         '"hidden_dropout_prob": 0.2'))
+    assert "resuming" not in run_ok("train", project)
+
+
+def test_missing_last_checkpoint_is_a_clean_error(project, assets):
+    train_one_epoch(project, assets)
+    shutil.rmtree(project / "models/.checkpoints/last")
+    result = run_stage("train", project)
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    (message,) = result.stderr.strip().splitlines()
+    assert message.startswith("error: ") and "models/.checkpoints/last" in message

@@ -118,8 +118,11 @@ def test_train_and_evaluate_learn_and_write_every_output(project, assets):
     report = json.loads((project / "metrics/classification_report.json").read_text())
     assert set(LABELS) <= set(report["test"])
     confusion = pd.read_csv(project / "plots/evaluate/confusion_test.csv")
-    assert list(confusion.columns) == ["actual", "predicted"]
-    assert len(confusion) == SPLIT_SIZES["test"]
+    assert list(confusion.columns) == ["actual", "predicted", "text"]
+    # One row per test example, in test-set order (reviews pair the rows of two revisions).
+    raw_test = datasets.Dataset.from_parquet(str(project / "data/raw/test.parquet"))
+    assert list(confusion["text"]) == list(raw_test["text"])
+    assert list(confusion["actual"]) == [LABELS[i] for i in raw_test["label"]]
     # evaluate.json rounds to 6 decimals
     assert (confusion["actual"] == confusion["predicted"]).mean() == pytest.approx(
         metrics["test"]["accuracy"], abs=1e-6)
@@ -140,7 +143,7 @@ def test_train_and_evaluate_learn_and_write_every_output(project, assets):
 def test_bucket_batches_pad_to_bucket_lengths_and_cover_every_example_once():
     import random
 
-    from stages.common import bucket_batches
+    from emotion.data import bucket_batches
 
     rng = random.Random(0)
     ids = [[rng.randint(5, 50) for _ in range(rng.randint(1, 30))] for _ in range(200)]
@@ -171,7 +174,8 @@ def test_bucket_batches_pad_to_bucket_lengths_and_cover_every_example_once():
 
 
 def test_bucket_batches_reject_sequences_longer_than_the_last_bucket():
-    from stages.common import PipelineError, bucket_batches
+    from emotion.data import bucket_batches
+    from emotion.errors import PipelineError
 
     with pytest.raises(PipelineError, match="train.bucket_lengths"):
         bucket_batches([[1] * 20], [0], batch_size=4, bucket_lengths=[8, 16], pad_id=0)
@@ -207,7 +211,7 @@ def test_mean_pooling_ignores_padding_and_loads_the_pretrained_encoder(assets):
     import tensorflow as tf
     from transformers import TFBertModel
 
-    from stages.common import classifier_class
+    from emotion.model import classifier_class
 
     model = classifier_class("mean").from_pretrained(str(assets["model"]), num_labels=6)
     encoder = TFBertModel.from_pretrained(str(assets["model"]))
@@ -230,7 +234,7 @@ def test_mean_pooling_ignores_padding_and_loads_the_pretrained_encoder(assets):
 
 
 def test_linear_schedule_warms_up_then_decays_to_zero():
-    from stages.train import learning_rate
+    from emotion.training import learning_rate
 
     settings = {"learning_rate": 1e-3, "epochs": 2, "lr_schedule": "linear",
                 "warmup_ratio": 0.25}

@@ -20,7 +20,8 @@ from pathlib import Path
 
 import vl_convert
 
-from stages.common import PipelineError, atomic_output, run_stage
+from emotion.errors import PipelineError, exit_on_error
+from emotion.files import atomic_output
 
 ROOT = Path(__file__).resolve().parents[1]
 VEGA_SCRIPTS = ("vega/build/vega.min.js", "vega-lite/build/vega-lite.min.js",
@@ -124,4 +125,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    run_stage(main)
+    exit_on_error(main)

@@ -1,0 +1,39 @@
+"""Inference on token ids: a model's logits in input order, and their loss and accuracy."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+from scipy.special import log_softmax
+
+from emotion.data import sorted_batches
+
+
+def logits_function(model: Any) -> Callable:
+    """The model's forward pass in inference mode as one graph for every batch shape."""
+    import tensorflow as tf
+
+    spec = tf.TensorSpec([None, None], tf.int32)
+    return tf.function(lambda features: model(features, training=False).logits,
+                       input_signature=[{"input_ids": spec, "attention_mask": spec}])
+
+
+def predict_logits(forward: Callable, input_ids: Sequence[Sequence[int]], batch_size: int,
+                   pad_id: int) -> np.ndarray:
+    """Logits of every sequence, in input order, from a logits_function. Batches are
+    length-sorted, so little padding is computed."""
+    dataset, order = sorted_batches(input_ids, [0] * len(input_ids), batch_size=batch_size,
+                                    pad_id=pad_id)
+    sorted_logits = np.concatenate([forward(features).numpy() for features, _ in dataset])
+    logits = np.empty_like(sorted_logits)
+    logits[order] = sorted_logits
+    return logits
+
+
+def loss_and_accuracy(logits: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
+    """Mean cross-entropy of softmax(logits) against integer labels, and accuracy."""
+    log_probabilities = log_softmax(logits.astype(np.float64), axis=1)
+    loss = -log_probabilities[np.arange(len(labels)), labels].mean()
+    return float(loss), float((logits.argmax(axis=1) == labels).mean())
