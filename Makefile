@@ -61,11 +61,20 @@ BASE ?= main
 review: setup-review  ## compare BASE (branch/tag/commit/experiment) with the workspace -> review/
 	python -m tools.review --base $(BASE) --out review
 
+# For pull requests: the same report from the committed results (nothing is trained), plus a
+# check that they belong to the committed code; exits 1 naming the stale stages if not.
+ci-review: setup-review
+	python -m tools.review --base $(BASE) --out review --ci
+
 bench: setup  ## training-speed benchmark on the real data (~10 min on 2 cores)
 	dvc repro tokenize
 	env $(MALLOC_ENV) python -m benchmarks.train_speed
 	@if dvc status -q; then /usr/bin/time -f "no-op dvc repro: %es" dvc repro -q; \
 	else echo "pipeline not up to date: no-op dvc repro not timed"; fi
+
+bench-predict: setup  ## prediction-speed benchmark of the trained model (~3 min on 2 cores)
+	dvc repro export
+	python -m benchmarks.predict_speed
 
 clean-venv:
 	rm -rf $(VENV)

@@ -15,8 +15,10 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import sys
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from itertools import islice
 from pathlib import Path
 from typing import IO, TextIO
@@ -181,6 +183,24 @@ def chunks(items: Iterable[str], size: int) -> Iterator[list[str]]:
         yield chunk
 
 
+@contextmanager
+def quiet_libraries() -> Iterator[None]:
+    """Keep TensorFlow's and transformers' start-up chatter (CUDA probes, load reports) off
+    stderr, which is for our progress, counts and errors; exceptions still propagate."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    sys.stderr.flush()
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
 # --- Writing ---------------------------------------------------------------------------------
 
 
@@ -199,7 +219,8 @@ class Writer:
               truncated: bool) -> None:
         if self.kind == "jsonl":
             record = {"text": text, "label": label,
-                      "scores": None if scores is None else dict(zip(self.labels, scores))}
+                      "scores": None if scores is None else {
+                          label: round(score, 7) for label, score in zip(self.labels, scores)}}
             if truncated:
                 record["truncated"] = True
             self.stream.write(json.dumps(record, ensure_ascii=False) + "\n")
@@ -217,9 +238,10 @@ def label_all(args: argparse.Namespace, texts: Iterator[str], stream: TextIO) ->
     """Label every text and write it; return (labelled, skipped empty)."""
     from tqdm import tqdm
 
-    from emotion.predict import TextClassifier
+    with quiet_libraries():
+        from emotion.predict import TextClassifier
 
-    classifier = TextClassifier(args.model, batch_size=args.batch_size)
+        classifier = TextClassifier(args.model, batch_size=args.batch_size)
     kind = args.format or ("table" if stream.isatty() else "jsonl")
     writer = Writer(stream, kind, classifier.labels)
     labelled = skipped = 0

@@ -26,6 +26,15 @@ CUE_WORDS = {
 }
 FILLER = "i feel so very today and the day was quite a little bit more than ever".split()
 SPLIT_SIZES = {"train": 96, "validation": 24, "test": 24}
+# Hard cases for the tokenizer: accents, emoji, CJK, URLs, mentions, entities, control
+# characters, a text longer than max_length (32 tokens for the tiny model), an empty one.
+HARD_TEXTS = [
+    "i feel so happy today 😀🎉", "Café naïve RÉSUMÉ, i am GLAD", "我很高兴 happy 日本語",
+    "see https://example.com/a?b=c&d=e #glad", "@someone i am furious!!!", "&amp; &lt;3 scared",
+    "tab\there\nnew\x00nul\x07bell\u200bzero\ufeffbom", "ΟΔΟΣ straße ﬁne ½", "x\ufffdy lonely",
+    "Ǆemal ǅ İstanbul", "\x1b[31mred\x1b[0m glad", "<b>bold</b> &#128512;", "a\u0301b\u0308",
+    "é" * 60, " ".join(["cheerful"] * 60), "", "   ",
+]
 # Short runs on 2 cores: a few epochs of a 2-layer, 32-wide BERT on ~100 texts.
 TINY_TRAIN = {"seed": 7, "learning_rate": 1.0e-3, "epochs": 2, "batch_size": 8,
               "bucket_lengths": [8, 16, 32], "eval_batch_size": 16}
@@ -91,6 +100,7 @@ def tiny_params(assets: dict[str, Path]) -> dict:
     params["model"].update(checkpoint=str(assets["model"]), max_length=32)
     params["train"].update(TINY_TRAIN)
     params["evaluate"]["batch_size"] = 16
+    params["export"]["batch_size"] = 16
     return params
 
 

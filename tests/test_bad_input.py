@@ -1,19 +1,51 @@
-"""Bad params or data: a one-line error naming the problem, a non-zero exit, old outputs kept."""
+"""Bad params or data: a one-line error naming the problem, a non-zero exit, old outputs kept,
+and nothing half-written left behind."""
 
+import json
+import os
 import shutil
+import subprocess
+from pathlib import Path
 
 import datasets
 import pytest
-from conftest import run_stage, tiny_params, write_params
+import yaml
+from conftest import LABELS, copy_project, dvc, run_stage, sh, tiny_params, write_params
 from test_stages import digest, run_ok
+
+from emotion.files import atomic_output
+
+
+def declared_outputs(project: Path) -> list[Path]:
+    """Every output dvc.yaml declares, that exists."""
+    stages = yaml.safe_load((project / "dvc.yaml").read_text())["stages"].values()
+    paths = [out if isinstance(out, str) else next(iter(out))
+             for stage in stages for out in stage["outs"]]
+    return [project / path for path in paths if (project / path).exists()]
+
+
+def staging_leftovers(project: Path) -> list[Path]:
+    return [path for path in project.rglob(".*.staging-*")]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, assets) -> Path:
+    """A project whose stages have all run once, built once for this module."""
+    folder = tmp_path_factory.mktemp("trained")
+    copy_project(folder, "stages", "emotion", "dvc.yaml")
+    write_params(folder, tiny_params(assets))
+    for stage in ("download", "eda", "tokenize", "train", "evaluate"):
+        run_ok(stage, folder)
+    return folder
 
 
 @pytest.fixture
-def prepared(project):
-    """A project whose data stages have run once (their outputs must survive bad reruns)."""
-    for stage in ("download", "tokenize"):
-        run_ok(stage, project)
-    return project
+def prepared(trained, tmp_path, monkeypatch) -> Path:
+    """A copy of `trained` (its outputs must survive bad reruns)."""
+    folder = tmp_path / "project"
+    shutil.copytree(trained, folder)
+    monkeypatch.chdir(folder)
+    return folder
 
 
 def edit(section: str, **changes):
@@ -41,6 +73,82 @@ def dataset_with_empty_text(params, project, assets):
     params["data"]["dataset"] = str(folder)
 
 
+def write_split(folder: Path, split: str, texts: list[str], labels: list[int],
+                names: list[str]) -> None:
+    features = datasets.Features({"text": datasets.Value("string"),
+                                  "label": datasets.ClassLabel(names=names)})
+    path = folder / f"{split}.parquet"
+    path.unlink(missing_ok=True)
+    datasets.Dataset.from_dict({"text": texts, "label": labels},
+                               features=features).to_parquet(str(path))
+
+
+def dataset_copy(params, project, assets) -> Path:
+    folder = project / "broken"
+    shutil.copytree(assets["dataset"], folder)
+    params["data"]["dataset"] = str(folder)
+    return folder
+
+
+def dataset_with_empty_split(params, project, assets):
+    write_split(dataset_copy(params, project, assets), "test", [], [], LABELS)
+
+
+def dataset_with_other_label_names(params, project, assets):
+    write_split(dataset_copy(params, project, assets), "test", ["i am glad"], [1],
+                [*LABELS[:-1], "disgust"])
+
+
+def dataset_with_repeated_label_names(params, project, assets):
+    folder = dataset_copy(params, project, assets)
+    for split in ("train", "validation", "test"):
+        write_split(folder, split, ["i am glad"], [1], [*LABELS[:-1], "joy"])
+
+
+def truncated_raw_parquet(params, project, assets):
+    path = project / "data/raw/train.parquet"
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def empty_raw_split(params, project, assets):
+    write_split(project / "data/raw", "validation", [], [], LABELS)
+
+
+def seven_labels_at_evaluate(params, project, assets):
+    """Data whose labels go beyond the model's six."""
+    write_split(project / "data/raw", "validation", ["i am glad", "ugh"], [1, 6],
+                [*LABELS, "disgust"])
+
+
+def params_not_yaml(params, project, assets):
+    params["__raw__"] = "train:\n  seed: [1, 2\n"
+
+
+def non_bert_checkpoint(params, project, assets):
+    from transformers import DistilBertConfig, TFDistilBertModel
+
+    folder = project / "distilbert"
+    shutil.copytree(assets["model"], folder, ignore=shutil.ignore_patterns("*.h5", "config.json"))
+    config = DistilBertConfig(vocab_size=len((folder / "vocab.txt").read_text().split()),
+                              dim=32, n_layers=1, n_heads=2, hidden_dim=64,
+                              max_position_embeddings=128)
+    model = TFDistilBertModel(config)
+    model(model.dummy_inputs)
+    model.save_pretrained(str(folder))
+    params["model"]["checkpoint"] = str(folder)
+    params["train"]["pooling"] = "mean"
+
+
+def tokenizer_without_pad_token(params, project, assets):
+    folder = project / "nopad"
+    shutil.copytree(assets["model"], folder)
+    for name in ("tokenizer_config.json", "special_tokens_map.json"):
+        config = json.loads((folder / name).read_text())
+        config["pad_token"] = None
+        (folder / name).write_text(json.dumps(config))
+    params["model"]["checkpoint"] = str(folder)
+
+
 CASES = {
     "negative learning rate": ("train", edit("train", learning_rate=-1e-5),
                                "train.learning_rate"),
@@ -63,16 +171,40 @@ CASES = {
     "train: missing checkpoint": ("train", edit("model", checkpoint="./no/such/model"),
                                   "model.checkpoint"),
     "zero eda bin width": ("eda", edit("eda", length_bin_width=0), "eda.length_bin_width"),
+    "classifier dropout of 1": ("train", edit("train", classifier_dropout=1.0),
+                                "train.classifier_dropout"),
+    "unknown classifier init": ("train", edit("train", classifier_init="zeros"),
+                                "train.classifier_init"),
+    "params.yaml not YAML (download)": ("download", params_not_yaml, "params.yaml line"),
+    "params.yaml not YAML (train)": ("train", params_not_yaml, "params.yaml line"),
+    "empty split at download": ("download", dataset_with_empty_split, "'test' has no rows"),
+    "empty split at tokenize": ("tokenize", empty_raw_split, "validation.parquet"),
+    "empty split at eda": ("eda", empty_raw_split, "validation.parquet"),
+    "truncated parquet at tokenize": ("tokenize", truncated_raw_parquet, "train.parquet"),
+    "truncated parquet at eda": ("eda", truncated_raw_parquet, "train.parquet"),
+    "labels beyond the model's at evaluate": ("evaluate", seven_labels_at_evaluate,
+                                              "disgust"),
+    "label names differ between splits": ("download", dataset_with_other_label_names,
+                                          "different label names"),
+    "label names repeat": ("download", dataset_with_repeated_label_names, "joy"),
+    "mean pooling on a non-BERT checkpoint": ("train", non_bert_checkpoint, "train.pooling"),
+    "tokenizer without a pad token": ("tokenize", tokenizer_without_pad_token,
+                                      "padding token"),
 }
 
 
 @pytest.mark.parametrize("case", CASES, ids=list(CASES))
 def test_bad_input_fails_cleanly_and_keeps_outputs(prepared, assets, case):
     stage, change, named = CASES[case]
+    outputs = declared_outputs(prepared)
+    before = digest(*outputs)
     params = tiny_params(assets)
     change(params, prepared, assets)
-    write_params(prepared, params)
-    before = digest(prepared / "data")
+    if "__raw__" in params:
+        (prepared / "params.yaml").write_text(params["__raw__"])
+    else:
+        write_params(prepared, params)
+    inputs_changed = digest(*outputs)  # some cases damage a stage's input on purpose
 
     result = run_stage(stage, prepared)
 
@@ -80,5 +212,48 @@ def test_bad_input_fails_cleanly_and_keeps_outputs(prepared, assets, case):
     message = result.stderr.strip().splitlines()[-1]
     assert message.startswith("error: ") and named in message, result.stderr[-2000:]
     assert "Traceback" not in result.stderr
-    assert digest(prepared / "data") == before
-    assert not list(prepared.glob("**/.*.tmp*")) and not list((prepared / "data").glob(".*"))
+    assert declared_outputs(prepared) == outputs
+    assert digest(*outputs) == inputs_changed
+    assert {k for k in before if before[k] != inputs_changed[k]} <= {
+        str(prepared / "data/raw/train.parquet"), str(prepared / "data/raw/validation.parquet")}
+    assert staging_leftovers(prepared) == []
+
+
+def test_a_failure_while_writing_keeps_the_previous_output(tmp_path):
+    """A failure after writing has begun (inside atomic_output) leaves the old output whole."""
+    output = tmp_path / "data/tokenized"
+    output.mkdir(parents=True)
+    (output / "train.parquet").write_text("previous")
+    with pytest.raises(RuntimeError, match="disk full"):
+        with atomic_output(output) as staging:
+            staging.mkdir()
+            (staging / "train.parquet").write_text("half of the new")
+            (staging / "validation.parquet").write_text("new")
+            raise RuntimeError("disk full")
+    assert [path.name for path in output.iterdir()] == ["train.parquet"]
+    assert (output / "train.parquet").read_text() == "previous"
+    assert staging_leftovers(tmp_path) == []
+
+
+def dead_pid() -> int:
+    process = subprocess.Popen(["true"])
+    process.wait()
+    return process.pid
+
+
+def test_staging_leftovers_of_killed_runs_are_ignored_and_cleaned_up(dvc_repo):
+    root, _ = dvc_repo
+    leftover = root / "data" / f".raw.staging-{dead_pid()}-x1y2"
+    (leftover / "raw").mkdir(parents=True)
+    (leftover / "raw/train.parquet").write_bytes(b"half written")
+    live = root / "data" / f".raw.staging-{os.getpid()}-live"  # a write still under way
+    live.mkdir()
+    try:
+        assert sh(root, "git", "status", "--porcelain", "--untracked-files=all") == ""
+        assert json.loads(dvc(root, "status", "--json")) == {}
+        dvc(root, "repro", "-f", "-s", "download")
+        assert not leftover.exists()
+        assert live.exists()  # its process is alive: not ours to remove
+    finally:
+        shutil.rmtree(leftover, ignore_errors=True)
+        shutil.rmtree(live, ignore_errors=True)

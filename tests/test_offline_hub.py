@@ -8,7 +8,7 @@ import datasets
 import pytest
 import tensorflow as tf
 import tf_keras
-from conftest import ROOT, run_stage, write_params
+from conftest import HARD_TEXTS, ROOT, run_stage, write_params
 
 HUB_CACHE = ROOT.parent / "shared" / "hf-cache"
 REAL_LABELS = ["sadness", "joy", "love", "anger", "fear", "surprise"]
@@ -61,3 +61,30 @@ def test_real_tokenizer_and_model_load_and_train_one_step(offline_hub):
     assert features["input_ids"].shape == (2, 16)
     assert tf.math.is_finite(loss) and 0 <= int(correct) <= 2
     assert not (model.classifier.kernel.numpy() == before).all()
+
+
+def test_in_graph_tokenizer_matches_transformers_on_every_real_text(offline_hub):
+    """The SavedModel's tokenizer (tensorflow-text) gives the transformers tokenizer's ids on
+    all 20,000 texts of the real dataset and on the hard cases."""
+    from huggingface_hub import snapshot_download
+
+    from emotion.data import encode, load_tokenizer
+    from emotion.serving import GraphTokenizer
+
+    tokenizer = load_tokenizer(CHECKPOINT, REVISION)
+    graph = GraphTokenizer(tokenizer, 128)
+    folder = snapshot_download("dair-ai/emotion", repo_type="dataset",
+                               revision="c01a061e1e083f4f6329bae39a165d6f0a39cc1f")
+    texts = [text for split in ("train", "validation", "test") for text in
+             datasets.load_dataset(folder, "split", split=split)["text"]]
+    texts += HARD_TEXTS + [" ".join(["wonderful"] * 200)]
+    assert len(texts) > 20000
+    mismatches = []
+    for start in range(0, len(texts), 2000):
+        batch = texts[start:start + 2000]
+        out = graph(tf.constant(batch))
+        got = [row[mask == 1].tolist() for row, mask in
+               zip(out["input_ids"].numpy(), out["attention_mask"].numpy())]
+        mismatches += [text for text, a, b in zip(batch, encode(tokenizer, batch, 128), got)
+                       if a != b]
+    assert mismatches == []

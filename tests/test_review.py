@@ -1,5 +1,6 @@
 """The review command (make review / tools.review) on two revisions of the tiny project."""
 
+import json
 import re
 import shutil
 import subprocess
@@ -7,11 +8,13 @@ import sys
 import tempfile
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 from conftest import dvc, set_param, sh
 
-from tools.review import NO_CHANGES
+from tools.compare import accuracy_interval, compare, mcnemar_exact, why_not_comparable
+from tools.review import NO_CHANGES, STALE
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 # Flags for a closed network (see the env docs): no background connections at all.
@@ -20,9 +23,17 @@ CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic
                   "--disable-component-update", "--disable-sync", "--virtual-time-budget=20000"]
 
 
-def review(root: Path, base: str, out: Path) -> str:
-    sh(root, sys.executable, "-m", "tools.review", "--base", base, "--out", str(out))
+def review(root: Path, base: str, out: Path, *options: str) -> str:
+    sh(root, sys.executable, "-m", "tools.review", "--base", base, "--out", str(out), *options)
     return (out / "report.md").read_text()
+
+
+def fresh_clone(root: Path, folder: Path) -> Path:
+    """A git clone of the repo: no DVC cache, so data and models are absent."""
+    sh(folder.parent, "git", "clone", "-q", str(root), str(folder))
+    if (root / "node_modules").exists():
+        (folder / "node_modules").symlink_to((root / "node_modules").resolve())
+    return folder
 
 
 @pytest.fixture(scope="module")
@@ -76,6 +87,15 @@ def test_report_images_exist_for_every_plot(changed_report, dvc_repo):
     assert "Plots missing" not in report
 
 
+def test_report_has_the_paired_test_of_the_two_revisions(changed_report, dvc_repo):
+    base, _, report = changed_report
+    section = report.split("## Is the change real? (test split, paired)")[1].split("## Plots")[0]
+    assert "McNemar exact p" in section and "95% CI" in section
+    assert "### Per-class F1 (test)" in section
+    for label in ("sadness", "surprise"):
+        assert f"| {label} " in section
+
+
 def test_unchanged_workspace_says_so(dvc_repo, tmp_path):
     root, _ = dvc_repo
     report = review(root, "HEAD", tmp_path / "review")
@@ -110,3 +130,118 @@ def test_interactive_page_renders_offline_in_chromium(changed_report, dvc_repo):
     # vega-embed draws each data plot into a canvas with class "marks"
     assert dom.count('class="marks"') >= len(data_plots)
     assert shot.stat().st_size > 20_000
+
+
+# --- make ci-review: committed results only, never training ---------------------------------
+
+
+def ci_review(root: Path, base: str, out: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "tools.review", "--base", base, "--out",
+                           str(out), "--ci"], cwd=root, text=True, capture_output=True)
+
+
+def test_ci_review_of_a_docs_only_branch_in_a_fresh_clone(dvc_repo, tmp_path):
+    root, _ = dvc_repo
+    base = sh(root, "git", "rev-parse", "HEAD").strip()
+    clone = fresh_clone(root, tmp_path / "clone")
+    sh(clone, "git", "checkout", "-q", "-b", "docs-only")
+    (clone / "NOTES.md").write_text("Docs only.\n")
+    sh(clone, "git", "add", "NOTES.md")
+    sh(clone, "git", "commit", "-qm", "docs")
+    result = ci_review(clone, base, tmp_path / "review")
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = (tmp_path / "review/report.md").read_text()
+    assert f"{NO_CHANGES} `{base}`" in report and STALE not in report
+    assert "No param changed." in report
+    assert "Running stage" not in result.stdout + result.stderr
+    # Nothing was reproduced: the DVC-cached outputs are still absent from the clone.
+    for path in ("data/raw", "data/tokenized", "models/emotion"):
+        assert not (clone / path).exists(), path
+    assert not (clone / ".dvc/cache").exists() or not any((clone / ".dvc/cache").rglob("*.dir"))
+    assert "difference | 95% CI" in report and "| 0 | 0 | 1 |" in report  # same predictions
+
+
+def test_ci_review_fails_on_params_committed_without_repro(dvc_repo, tmp_path):
+    root, _ = dvc_repo
+    base = sh(root, "git", "rev-parse", "HEAD").strip()
+    clone = fresh_clone(root, tmp_path / "clone")
+    set_param(clone, "train", "learning_rate", 5.0e-3)
+    sh(clone, "git", "commit", "-qam", "new learning rate, results not reproduced")
+    result = ci_review(clone, base, tmp_path / "review")
+    assert result.returncode != 0
+    (message,) = result.stderr.strip().splitlines()
+    assert message.startswith("error: ") and "train" in message and "Traceback" not in message
+    report = (tmp_path / "review/report.md").read_text()
+    assert report.splitlines()[2] == f"> **{STALE}**"
+    (train_line,) = [line for line in report.splitlines() if line.startswith("> - `train`")]
+    assert "param train" in train_line
+    assert "`download`" not in report and "`tokenize`" not in report  # absent data is not stale
+
+
+def test_a_local_remote_shares_data_and_model_between_clones(dvc_repo, tmp_path):
+    root, _ = dvc_repo
+    storage = tmp_path / "storage"
+    dvc(root, "remote", "add", "--local", "-f", "shared", str(storage))
+    try:
+        dvc(root, "push", "-r", "shared")
+    finally:
+        dvc(root, "remote", "remove", "--local", "shared")
+    clone = fresh_clone(root, tmp_path / "clone")
+    dvc(clone, "remote", "add", "-d", "shared", str(storage))
+    dvc(clone, "pull")
+    assert (clone / "models/emotion/tf_model.h5").exists()
+    assert json.loads(dvc(clone, "status", "--json")) == {}
+    log = dvc(clone, "repro")
+    assert "Running stage" not in log
+    # With a remote, ci-review also checks that everything was pushed (it was).
+    result = ci_review(clone, "HEAD", tmp_path / "review")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Not pushed" not in (tmp_path / "review/report.md").read_text()
+
+
+# --- The statistics, against hand-computed cases ------------------------------------------
+
+
+def predictions(actual: str, predicted: str) -> pd.DataFrame:
+    return pd.DataFrame({"actual": list(actual), "predicted": list(predicted),
+                         "text": [f"text {i}" for i in range(len(actual))]})
+
+
+def test_mcnemar_exact_against_hand_computed_values():
+    assert mcnemar_exact(0, 0) == 1.0  # all predictions equal
+    assert mcnemar_exact(10, 0) == pytest.approx(2 * 0.5**10)  # 0.00195
+    assert mcnemar_exact(5, 5) == pytest.approx(1.0)
+    # 1 fixed, 4 broken: P(X <= 1) for Binomial(5, 1/2) = 6/32, two-sided 12/32
+    assert mcnemar_exact(1, 4) == pytest.approx(12 / 32)
+
+
+def test_paired_comparison_counts_flips_and_bounds_the_difference():
+    old = predictions("aabbab" * 10, "aabbaa" * 10)  # 50/60 right
+    new = predictions("aabbab" * 10, "aabbab" * 10)  # all right: 10 fixed, 0 broken
+    result = compare(old, new)
+    assert (result.fixed, result.broken) == (10, 0)
+    assert result.difference == pytest.approx(10 / 60)
+    assert result.p_value == pytest.approx(2 * 0.5**10)
+    low, high = result.interval
+    assert low < 10 / 60 < high and low > 0
+    # The paired t interval: mean d +- t(0.975, 59) * sd(d) / sqrt(60), d in {0, 1}
+    import numpy as np
+    from scipy import stats
+
+    d = np.array([1.0] * 10 + [0.0] * 50)
+    half = stats.t.ppf(0.975, 59) * d.std(ddof=1) / np.sqrt(60)
+    assert (low, high) == pytest.approx((d.mean() - half, d.mean() + half))
+    assert len(result.fixed_examples) == 10 and len(result.broken_examples) == 0
+    assert set(result.fixed_examples["old → new"]) == {"a → b"}
+    f1 = result.f1.set_index("label")
+    assert f1.loc["b", "new F1"] == 1.0 and f1.loc["b", "change"] > 0
+    assert accuracy_interval(np.ones(5, bool), np.ones(5, bool)) == (0.0, 0.0)
+
+
+def test_different_test_sets_are_not_paired():
+    old = predictions("abab", "abab")
+    assert why_not_comparable(old, predictions("aba", "aba")) is not None
+    assert "labels" in why_not_comparable(old, predictions("abaa", "abab"))
+    other_texts = predictions("abab", "abab").assign(text=["x", "y", "z", "w"])
+    assert "texts" in why_not_comparable(old, other_texts)
+    assert why_not_comparable(old, predictions("abab", "bbbb")) is None

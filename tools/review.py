@@ -1,12 +1,21 @@
 """Review report: compare a base revision with the workspace, as one self-contained folder.
 
-    python -m tools.review --base main [--out review]
+    python -m tools.review --base main [--out review] [--ci]
 
-Writes <out>/report.md (metrics and params diff tables, every dvc.yaml plot for both
-revisions as static PNGs), <out>/images/*.png, and <out>/html/index.html, the interactive
-`dvc plots diff` page with Vega inlined so it renders with no internet. The base may be a
-branch, tag, commit or experiment name. Needs the npm packages in package.json
-(`npm ci`, done by `make setup`) for the offline HTML template.
+Writes <out>/report.md (metrics and params diff tables, a paired test of the two revisions'
+test-set predictions, every dvc.yaml plot for both revisions as static PNGs),
+<out>/images/*.png, and <out>/html/index.html, the interactive `dvc plots diff` page with
+Vega inlined so it renders with no internet. The base may be a branch, tag, commit or
+experiment name. Everything compared is committed to git (metrics, params, plots): nothing is
+reproduced or trained. Needs the npm packages in package.json (`make setup-review`) for the
+offline HTML template.
+
+--ci (make ci-review) also checks that the workspace's committed results belong to its code:
+a stage whose code, params, command or upstream data differ from dvc.lock, or whose committed
+outputs do not match it, is stale; the report then starts with a "stale results" notice
+naming the stages and the command exits 1. Outputs merely absent from this machine's DVC
+cache (a fresh clone) are not stale. With a DVC remote configured it also lists outputs that
+were never pushed (`dvc status --cloud`; nothing is downloaded).
 """
 
 import argparse
@@ -22,21 +31,97 @@ import vl_convert
 
 from emotion.errors import PipelineError, exit_on_error
 from emotion.files import atomic_output
+from tools.compare import compare, markdown, read_predictions, why_not_comparable
 
 ROOT = Path(__file__).resolve().parents[1]
 VEGA_SCRIPTS = ("vega/build/vega.min.js", "vega-lite/build/vega-lite.min.js",
                 "vega-embed/build/vega-embed.min.js")
-NO_CHANGES = "No changes: the workspace's metrics and params equal those of"
+NO_CHANGES = "No metric changed: the workspace's metrics equal those of"
+STALE = "Stale results: run `dvc repro` and commit `dvc.lock`, `metrics/`, `plots/`."
+PREDICTIONS = "plots/evaluate/confusion_test.csv"
+# Statuses of `dvc status` that mean "not on this machine", not "changed".
+ABSENT = {"deleted", "not in cache"}
 
 
 def dvc(*args: str) -> str:
     """Run a dvc command (the one installed beside this Python); one-line error on failure."""
-    result = subprocess.run([sys.executable, "-m", "dvc", *args], text=True,
-                            capture_output=True)
+    return run([sys.executable, "-m", "dvc", *args], f"dvc {' '.join(args[:2])}")
+
+
+def git(*args: str) -> str:
+    return run(["git", *args], f"git {args[0]}")
+
+
+def run(command: list[str], name: str) -> str:
+    result = subprocess.run(command, text=True, capture_output=True)
     if result.returncode != 0:
         lines = (result.stderr.strip() or result.stdout.strip() or "failed").splitlines()
-        raise PipelineError(f"dvc {' '.join(args[:2])}: {lines[-1]}")
+        raise PipelineError(f"{name}: {lines[-1]}")
     return result.stdout
+
+
+def stale_stages(status: dict) -> dict[str, list[str]]:
+    """The stages of a `dvc status --json` whose results do not belong to the workspace's
+    code, params and data, each with its reasons; absent outputs and deps are not reasons."""
+    stale = {}
+    for stage, entries in status.items():
+        reasons = []
+        for entry in entries:
+            if isinstance(entry, str):
+                reasons.append(entry)
+                continue
+            for kind, changes in entry.items():
+                for path, change in changes.items():
+                    if isinstance(change, dict):  # params: {name: "modified" | "new" | ...}
+                        reasons += [f"param {name} {what}" for name, what in change.items()]
+                    elif change not in ABSENT:
+                        noun = "output" if kind == "changed outs" else "dependency"
+                        reasons.append(f"{noun} {path} {change}")
+        if reasons:
+            stale[stage] = reasons
+    return stale
+
+
+def unpushed_outputs() -> list[str]:
+    """Outputs recorded in dvc.lock that the default remote lacks (none without a remote)."""
+    if not dvc("remote", "list").strip():
+        return []
+    try:
+        status = json.loads(dvc("status", "--cloud", "--json") or "{}")
+    except PipelineError as error:  # e.g. no credentials for the remote on this machine
+        return [f"(cannot check the remote: {error})"]
+    return sorted(path for path, what in status.items() if what in ("new", "missing"))
+
+
+def commit_of(revision: str) -> str:
+    """A git commit for a branch, tag, commit or DVC experiment name."""
+    for candidate in (revision, *_experiment_refs(revision)):
+        result = subprocess.run(["git", "rev-parse", "--verify", "--quiet",
+                                 f"{candidate}^{{commit}}"], text=True, capture_output=True)
+        if result.returncode == 0:
+            return result.stdout.strip()
+    raise PipelineError(f"unknown revision {revision!r}")
+
+
+def _experiment_refs(name: str) -> list[str]:
+    refs = git("for-each-ref", "--format=%(refname)", "refs/exps").split()
+    return [ref for ref in refs if ref.rsplit("/", 1)[-1] == name]
+
+
+def paired_section(base: str) -> list[str]:
+    """Markdown of the paired test of BASE's and the workspace's test-set predictions."""
+    lines = ["## Is the change real? (test split, paired)", ""]
+    new_path = Path(PREDICTIONS)
+    base_csv = subprocess.run(["git", "show", f"{commit_of(base)}:{PREDICTIONS}"], text=True,
+                              capture_output=True)
+    if not new_path.exists() or base_csv.returncode != 0:
+        side = "the workspace" if not new_path.exists() else f"`{base}`"
+        return lines + [f"Not compared: {side} has no `{PREDICTIONS}`.", ""]
+    old, new = read_predictions(base_csv.stdout), read_predictions(new_path.read_text())
+    problem = why_not_comparable(old, new)
+    if problem:
+        return lines + [f"Not compared: {problem}, so the predictions cannot be paired.", ""]
+    return lines + markdown(compare(old, new), base, "workspace")
 
 
 def offline_template(node_modules: Path) -> str:
@@ -98,10 +183,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="Compare a base revision with the workspace.")
     parser.add_argument("--base", required=True, help="branch, tag, commit or experiment")
     parser.add_argument("--out", default="review", help="report folder (replaced)")
+    parser.add_argument("--ci", action="store_true",
+                        help="also check that the results belong to the code; exit 1 if not")
     args = parser.parse_args()
 
+    commit_of(args.base)  # an unknown base is an error before anything is written
+    stale = stale_stages(json.loads(dvc("status", "--json") or "{}")) if args.ci else {}
+    unpushed = unpushed_outputs() if args.ci else []
     changed_metrics = json.loads(dvc("metrics", "diff", args.base, "--json") or "{}")
-    changed_params = json.loads(dvc("params", "diff", args.base, "--json") or "{}")
     metrics_table = dvc("metrics", "diff", args.base, "--all", "--md", "--precision", "4")
     params_table = dvc("params", "diff", args.base, "--md")
 
@@ -113,15 +202,25 @@ def main() -> None:
             "--html-template", str(template))
         template.unlink()
         report = [f"# Model review: `{args.base}` → workspace", ""]
-        if not changed_metrics and not changed_params:
+        if stale:
+            report += [f"> **{STALE}**", ">", "> Stale stages:"]
+            report += [f"> - `{stage}`: {', '.join(reasons)}" for stage, reasons in stale.items()]
+            report += [""]
+        if unpushed:
+            report += ["> Not pushed to the DVC remote (`dvc push`): "
+                       + ", ".join(f"`{path}`" for path in unpushed), ""]
+        if not changed_metrics:
             report += [f"{NO_CHANGES} `{args.base}`.", ""]
         report += ["## Metrics", "", metrics_table.strip() or "No metrics found.", "",
-                   "## Params", "", params_table.strip() or "No param changes.", "",
-                   "## Plots", "",
+                   "## Params", "", params_table.strip() or "No param changed.", ""]
+        report += paired_section(args.base)
+        report += ["## Plots", "",
                    "Interactive version (works offline): `html/index.html`.", ""]
         report += render_plots(args.base, out)
         (out / "report.md").write_text("\n".join(report) + "\n", encoding="utf8")
     print(f"wrote {args.out}/report.md and {args.out}/html/index.html")
+    if stale:
+        raise PipelineError(f"{STALE} Stale stages: {', '.join(stale)} (see {args.out}/report.md)")
 
 
 if __name__ == "__main__":

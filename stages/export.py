@@ -1,0 +1,68 @@
+"""Stage export: the trained model as a TensorFlow SavedModel that takes raw strings.
+
+Writes models/serving/ (signature serving_default: text -> probabilities, label; tokenization
+inside the graph, see emotion.serving) and metrics/export.json, the parity of the SavedModel
+with the Python path (emotion.predict, the transformers tokenizer) on the real data:
+- token ids: texts of all splits whose in-graph ids differ from the transformers tokenizer's;
+- predictions: on the test split, labels that differ and the largest probability difference.
+"""
+
+import json
+
+import numpy as np
+import tensorflow as tf
+
+from emotion.data import encode, read_split
+from emotion.errors import exit_on_error
+from emotion.files import MODEL_DIR, RAW_DIR, SERVING_DIR, SPLITS, atomic_output
+from emotion.params import load_params, positive
+from emotion.predict import TextClassifier
+from emotion.serving import export
+
+METRICS_FILE = "metrics/export.json"
+
+
+def in_batches(function, texts: list[str], batch_size: int) -> list[dict]:
+    return [{key: value.numpy() for key, value in function(
+        text=tf.constant(texts[start:start + batch_size])).items()}
+        for start in range(0, len(texts), batch_size)]
+
+
+def main() -> None:
+    batch_size = positive(load_params("export"), "export", "batch_size", int)
+    classifier = TextClassifier(MODEL_DIR, batch_size=batch_size)
+    texts = {split: list(read_split(RAW_DIR, split)["text"]) for split in SPLITS}
+
+    with atomic_output(SERVING_DIR) as out:
+        export(MODEL_DIR, out)
+        saved = tf.saved_model.load(str(out))
+        token_mismatches = 0
+        for split in SPLITS:
+            expected = encode(classifier.tokenizer, texts[split], classifier.max_length)
+            graph_ids = [row[mask.astype(bool)].tolist()
+                         for batch in in_batches(saved.signatures["tokenize"], texts[split],
+                                                 batch_size)
+                         for row, mask in zip(batch["input_ids"], batch["attention_mask"])]
+            token_mismatches += sum(a != b for a, b in zip(expected, graph_ids))
+        served = in_batches(saved.signatures["serving_default"], texts["test"], batch_size)
+        probabilities = np.concatenate([batch["probabilities"] for batch in served])
+        labels = [label.decode() for batch in served for label in batch["label"]]
+        python = classifier.predict(texts["test"])
+
+    metrics = {
+        "token_parity": {"texts": sum(len(split) for split in texts.values()),
+                         "mismatches": token_mismatches},
+        "prediction_parity": {
+            "texts": len(labels),
+            "label_mismatches": sum(a != b for a, b in zip(labels, python.top())),
+            "max_probability_difference": float(
+                np.abs(probabilities - python.probabilities).max()),
+        },
+    }
+    with atomic_output(METRICS_FILE) as out:
+        out.write_text(json.dumps(metrics, indent=2) + "\n")
+    print(json.dumps(metrics))
+
+
+if __name__ == "__main__":
+    exit_on_error(main)
