@@ -4,6 +4,7 @@ Writes data/raw/{train,validation,test}.parquet with columns text (str) and labe
 (a ClassLabel, so the label names travel with the data).
 """
 
+import json
 from pathlib import Path
 
 import datasets
@@ -29,6 +30,33 @@ def resolve_source(dataset: str, revision: str) -> Path:
             f"param data.dataset: cannot get Hub dataset {dataset!r} at revision {revision!r}: "
             f"{first_line(error)}"
         ) from None
+
+
+def check_label_names(source: Path, label_column: str) -> None:
+    """The ClassLabel names each parquet file declares must be unique and the same in every
+    file: `datasets` would silently give every split the first file's names."""
+    import pyarrow.parquet as pq
+
+    declared = {}
+    for file in sorted(source.rglob("*.parquet")):
+        try:
+            metadata = pq.read_schema(file).metadata or {}
+            features = json.loads(metadata.get(b"huggingface", b"{}")).get("info", {}).get(
+                "features", {})
+        except Exception as error:  # pyarrow raises several types for damaged files
+            raise PipelineError(f"{file}: not a readable parquet file ({first_line(error)})"
+                                ) from None
+        label = features.get(label_column) or {}
+        if label.get("_type") == "ClassLabel":
+            declared[file.relative_to(source)] = label.get("names", [])
+    for file, names in declared.items():
+        repeated = sorted({name for name in names if names.count(name) > 1})
+        if repeated:
+            raise PipelineError(f"{source / file}: label name(s) {', '.join(repeated)} "
+                                "declared more than once")
+    if len({tuple(names) for names in declared.values()}) > 1:
+        listing = "; ".join(f"{file}: {names}" for file, names in declared.items())
+        raise PipelineError(f"the data files declare different label names ({listing})")
 
 
 def load_splits(source: Path, config: str | None) -> datasets.DatasetDict:
@@ -62,10 +90,6 @@ def standardise(dataset: datasets.Dataset, split: str, text_column: str, label_c
             f"got {label_feature}"
         )
     names = label_feature.names
-    repeated = sorted({name for name in names if names.count(name) > 1})
-    if repeated:
-        raise PipelineError(f"split '{split}': label name(s) {', '.join(repeated)} declared "
-                            "more than once")
     if dataset.num_rows == 0:
         raise PipelineError(f"split '{split}' has no rows")
     for row, (text, label) in enumerate(zip(dataset[text_column], dataset[label_column])):
@@ -91,7 +115,9 @@ def main() -> None:
     text_column = param(params, "data", "text_column", str)
     label_column = param(params, "data", "label_column", str)
 
-    splits = load_splits(resolve_source(dataset, revision), config)
+    source = resolve_source(dataset, revision)
+    check_label_names(source, label_column)
+    splits = load_splits(source, config)
     splits = {name: standardise(split, name, text_column, label_column)
               for name, split in splits.items()}
     names = [splits[name].features["label"].names for name in SPLITS]

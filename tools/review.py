@@ -191,6 +191,7 @@ def main() -> None:
     stale = stale_stages(json.loads(dvc("status", "--json") or "{}")) if args.ci else {}
     unpushed = unpushed_outputs() if args.ci else []
     changed_metrics = json.loads(dvc("metrics", "diff", args.base, "--json") or "{}")
+    changed_params = json.loads(dvc("params", "diff", args.base, "--json") or "{}")
     metrics_table = dvc("metrics", "diff", args.base, "--all", "--md", "--precision", "4")
     params_table = dvc("params", "diff", args.base, "--md")
 
@@ -212,7 +213,8 @@ def main() -> None:
         if not changed_metrics:
             report += [f"{NO_CHANGES} `{args.base}`.", ""]
         report += ["## Metrics", "", metrics_table.strip() or "No metrics found.", "",
-                   "## Params", "", params_table.strip() or "No param changed.", ""]
+                   "## Params", "",
+                   params_table.strip() if changed_params else "No param changed.", ""]
         report += paired_section(args.base)
         report += ["## Plots", "",
                    "Interactive version (works offline): `html/index.html`.", ""]
