@@ -241,7 +241,10 @@ def label_all(args: argparse.Namespace, texts: Iterator[str], stream: TextIO) ->
     with quiet_libraries():
         from emotion.predict import TextClassifier
 
-        classifier = TextClassifier(args.model, batch_size=args.batch_size)
+        # A few texts from the command line run eagerly: tracing the graph would cost more
+        # start-up time than it saves.
+        few = args.input is None and args.texts not in ([], ["-"]) and len(args.texts) <= 64
+        classifier = TextClassifier(args.model, batch_size=args.batch_size, graph=not few)
     kind = args.format or ("table" if stream.isatty() else "jsonl")
     writer = Writer(stream, kind, classifier.labels)
     labelled = skipped = 0
