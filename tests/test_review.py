@@ -197,6 +197,15 @@ def test_a_local_remote_shares_data_and_model_between_clones(dvc_repo, tmp_path)
     result = ci_review(clone, "HEAD", tmp_path / "review")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Not pushed" not in (tmp_path / "review/report.md").read_text()
+    # ...and names the outputs a remote lacks.
+    (tmp_path / "empty-storage").mkdir()
+    dvc(clone, "remote", "add", "-f", "-d", "shared", str(tmp_path / "empty-storage"))
+    result = ci_review(clone, "HEAD", tmp_path / "review-empty")
+    assert result.returncode == 0, result.stderr[-3000:]
+    (line,) = [line for line in (tmp_path / "review-empty/report.md").read_text().splitlines()
+               if line.startswith("> Not pushed to the DVC remote")]
+    for output in ("data/raw", "data/tokenized", "models/emotion", "models/serving"):
+        assert f"`{output}`" in line
 
 
 # --- The statistics, against hand-computed cases ------------------------------------------

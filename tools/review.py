@@ -90,7 +90,9 @@ def unpushed_outputs() -> list[str]:
         status = json.loads(dvc("status", "--cloud", "--json") or "{}")
     except PipelineError as error:  # e.g. no credentials for the remote on this machine
         return [f"(cannot check the remote: {error})"]
-    return sorted(path for path, what in status.items() if what in ("new", "missing"))
+    paths = [path for path, what in status.items() if what in ("new", "missing")]
+    return sorted(path for path in paths  # outputs, not each file inside a folder output
+                  if not any(path.startswith(f"{other}/") for other in paths))
 
 
 def commit_of(revision: str) -> str:
