@@ -220,7 +220,7 @@ class Writer:
         if self.kind == "jsonl":
             record = {"text": text, "label": label,
                       "scores": None if scores is None else {
-                          label: round(score, 7) for label, score in zip(self.labels, scores)}}
+                          name: round(score, 7) for name, score in zip(self.labels, scores)}}
             if truncated:
                 record["truncated"] = True
             self.stream.write(json.dumps(record, ensure_ascii=False) + "\n")
