@@ -107,7 +107,7 @@ def standardise(dataset: datasets.Dataset, split: str, text_column: str, label_c
 
 
 def main() -> None:
-    datasets.disable_progress_bars()  # imported before stages.common could switch them off
+    datasets.disable_progress_bars()  # imported before emotion.data could switch them off
     params = load_params("data")
     dataset = param(params, "data", "dataset", str)
     config = param(params, "data", "config", (str, type(None)))
