@@ -17,7 +17,7 @@ import tensorflow as tf
 import tensorflow_text as tf_text
 
 from emotion.errors import PipelineError
-from emotion.model import load_classifier
+from emotion.predict import TextClassifier
 
 # transformers' BertNormalizer, step by step, since FastBertTokenizer's own normalisation
 # differs (it case-folds with compatibility mappings: "ß" -> "ss", "ﬁ" -> "fi", "½" -> "1⁄2"):
@@ -68,17 +68,13 @@ class GraphTokenizer(tf.Module):
 
 
 class ServingModule(tf.Module):
-    """Text in, label probabilities and label out."""
+    """Text in, label probabilities and label out, from a loaded TextClassifier."""
 
-    def __init__(self, folder: str | Path):
+    def __init__(self, classifier: TextClassifier):
         super().__init__()
-        from transformers import AutoTokenizer
-
-        self.model = load_classifier(folder)
-        tokenizer = AutoTokenizer.from_pretrained(str(folder), use_fast=True)
-        self.tokenizer = GraphTokenizer(tokenizer, int(tokenizer.model_max_length))
-        config = self.model.config
-        self.labels = tf.constant([config.id2label[i] for i in range(config.num_labels)])
+        self.model = classifier.model
+        self.tokenizer = GraphTokenizer(classifier.tokenizer, classifier.max_length)
+        self.labels = tf.constant(classifier.labels)
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text")])
     def tokenize(self, text: tf.Tensor) -> dict[str, tf.Tensor]:
@@ -91,8 +87,8 @@ class ServingModule(tf.Module):
                 "label": tf.gather(self.labels, tf.argmax(logits, axis=-1))}
 
 
-def export(folder: str | Path, destination: str | Path) -> None:
-    """Write the SavedModel of the model in `folder` to `destination`."""
-    module = ServingModule(folder)
+def export(classifier: TextClassifier, destination: str | Path) -> None:
+    """Write the SavedModel of a loaded model folder to `destination`."""
+    module = ServingModule(classifier)
     tf.saved_model.save(module, str(destination), signatures={
         "serving_default": module.serve, "tokenize": module.tokenize})

@@ -34,7 +34,7 @@ def main() -> None:
     texts = {split: list(read_split(RAW_DIR, split)["text"]) for split in SPLITS}
 
     with atomic_output(SERVING_DIR) as out:
-        export(MODEL_DIR, out)
+        export(classifier, out)
         saved = tf.saved_model.load(str(out))
         token_mismatches = 0
         for split in SPLITS:

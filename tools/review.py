@@ -83,13 +83,11 @@ def stale_stages(status: dict) -> dict[str, list[str]]:
 
 
 def unpushed_outputs() -> list[str]:
-    """Outputs recorded in dvc.lock that the default remote lacks (none without a remote)."""
+    """Outputs recorded in dvc.lock that the default remote lacks (none without a remote);
+    a PipelineError if the remote cannot be asked (e.g. no credentials on this machine)."""
     if not dvc("remote", "list").strip():
         return []
-    try:
-        status = json.loads(dvc("status", "--cloud", "--json") or "{}")
-    except PipelineError as error:  # e.g. no credentials for the remote on this machine
-        return [f"(cannot check the remote: {error})"]
+    status = json.loads(dvc("status", "--cloud", "--json") or "{}")
     paths = [path for path, what in status.items() if what in ("new", "missing")]
     return sorted(path for path in paths  # outputs, not each file inside a folder output
                   if not any(path.startswith(f"{other}/") for other in paths))
@@ -191,7 +189,12 @@ def main() -> None:
 
     commit_of(args.base)  # an unknown base is an error before anything is written
     stale = stale_stages(json.loads(dvc("status", "--json") or "{}")) if args.ci else {}
-    unpushed = unpushed_outputs() if args.ci else []
+    unpushed, remote_problem = [], None
+    if args.ci:
+        try:
+            unpushed = unpushed_outputs()
+        except PipelineError as error:
+            remote_problem = str(error)
     changed_metrics = json.loads(dvc("metrics", "diff", args.base, "--json") or "{}")
     changed_params = json.loads(dvc("params", "diff", args.base, "--json") or "{}")
     metrics_table = dvc("metrics", "diff", args.base, "--all", "--md", "--precision", "4")
@@ -212,6 +215,8 @@ def main() -> None:
         if unpushed:
             report += ["> Not pushed to the DVC remote (`dvc push`): "
                        + ", ".join(f"`{path}`" for path in unpushed), ""]
+        if remote_problem:
+            report += [f"> Could not check the DVC remote: {remote_problem}", ""]
         if not changed_metrics:
             report += [f"{NO_CHANGES} `{args.base}`.", ""]
         report += ["## Metrics", "", metrics_table.strip() or "No metrics found.", "",
