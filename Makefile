@@ -17,7 +17,7 @@ MALLOC_ENV := MALLOC_ARENA_MAX=1 MALLOC_MMAP_THRESHOLD_=33554432 \
 	MALLOC_TRIM_THRESHOLD_=4294967296 MALLOC_TOP_PAD_=268435456
 
 .PHONY: setup setup-dev setup-review repro test lint bench bench-predict review ci-review \
-	check-python clean-venv
+	seeds check-python clean-venv
 
 setup: $(VENV)/.installed          ## the pipeline and emotion-predict (Python only)
 setup-dev: $(VENV)/.installed-dev  ## + test and lint tools
@@ -65,6 +65,11 @@ review: setup-review  ## compare BASE (branch/tag/commit/experiment) with the wo
 # check that they belong to the committed code; exits 1 naming the stale stages if not.
 ci-review: setup-review
 	python -m tools.review --base $(BASE) --out review --ci
+
+# Seed spread: each recipe's metrics as mean ± std over the seeds run as experiments, ranked
+# by mean validation loss (ARGS: --rev REV, --all-commits, --out FILE).
+seeds: setup  ## mean ± std over seeds of HEAD's experiments, best recipe first
+	python -m tools.seeds $(ARGS)
 
 bench: setup  ## training-speed benchmark on the real data (~10 min on 2 cores)
 	dvc repro tokenize

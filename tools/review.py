@@ -23,7 +23,6 @@ import json
 import re
 import shutil
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
@@ -31,6 +30,7 @@ import vl_convert
 
 from emotion.errors import PipelineError, exit_on_error
 from emotion.files import atomic_output
+from tools.commands import dvc, git
 from tools.compare import compare, markdown, read_predictions, why_not_comparable
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -41,23 +41,6 @@ STALE = "Stale results: run `dvc repro` and commit `dvc.lock`, `metrics/`, `plot
 PREDICTIONS = "plots/evaluate/confusion_test.csv"
 # Statuses of `dvc status` that mean "not on this machine", not "changed".
 ABSENT = {"deleted", "not in cache"}
-
-
-def dvc(*args: str) -> str:
-    """Run a dvc command (the one installed beside this Python); one-line error on failure."""
-    return run([sys.executable, "-m", "dvc", *args], f"dvc {' '.join(args[:2])}")
-
-
-def git(*args: str) -> str:
-    return run(["git", *args], f"git {args[0]}")
-
-
-def run(command: list[str], name: str) -> str:
-    result = subprocess.run(command, text=True, capture_output=True)
-    if result.returncode != 0:
-        lines = (result.stderr.strip() or result.stdout.strip() or "failed").splitlines()
-        raise PipelineError(f"{name}: {lines[-1]}")
-    return result.stdout
 
 
 def stale_stages(status: dict) -> dict[str, list[str]]:
