@@ -50,7 +50,7 @@ node_modules/.installed: package.json package-lock.json
 repro: setup  ## run the whole pipeline (about 55 min on 2 CPU cores)
 	dvc repro
 
-test: setup-dev setup-review  ## lint + the test suite (about 36 min on 2 CPU cores)
+test: setup-dev setup-review  ## lint + the test suite (about 38 min on 2 CPU cores)
 	ruff check emotion stages tests benchmarks tools
 	python -m pytest
 
