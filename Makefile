@@ -67,8 +67,8 @@ ci-review: setup-review
 	python -m tools.review --base $(BASE) --out review --ci
 
 # Seed spread: each recipe's metrics as mean ± std over the seeds run as experiments, ranked
-# by mean validation loss (ARGS: --rev REV, --all-commits, --out FILE).
-seeds: setup  ## mean ± std over seeds of HEAD's experiments, best recipe first
+# by mean validation loss (ARGS: --rev REV, -n NUM, --all-commits, --out FILE).
+seeds: setup  ## mean ± std over seeds of the experiments (ARGS="-n 3": of 3 commits)
 	python -m tools.seeds $(ARGS)
 
 bench: setup  ## training-speed benchmark on the real data (~10 min on 2 cores)

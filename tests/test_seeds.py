@@ -49,6 +49,14 @@ def test_seeds_of_real_experiments_summarised_and_unfinished_ones_left_out(dvc_r
         assert cells[column] == f"{statistics.mean(values):.4f} ± {statistics.stdev(values):.4f}"
     assert "Left out: 1 queued" in printed
 
+    # A commit that changes no result: HEAD's experiments are none, its run is the old one;
+    # with the commit before (-n 2) the two commits' identical runs count once.
+    sh(root, "git", "commit", "-q", "--allow-empty", "-m", "docs only")
+    assert [row[0] for row in table_rows(sh(root, sys.executable, "-m", "tools.seeds"))] == [
+        "1 (7)"]
+    two_commits = sh(root, sys.executable, "-m", "tools.seeds", "-n", "2")
+    assert [row[0] for row in table_rows(two_commits)] == ["2 (1, 7)"]
+
 
 def test_bad_revision_is_a_one_line_error(dvc_repo):
     root, _ = dvc_repo

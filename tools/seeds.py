@@ -2,13 +2,14 @@
 with, recipes ranked by mean validation loss (the criterion that also picks the epoch), and
 the best recipe tested against the runner-up.
 
-    python -m tools.seeds [--rev REV | --all-commits] [--out FILE]
+    python -m tools.seeds [--rev REV] [-n NUM] [--all-commits] [--out FILE]
 
 Runs are the committed results of the baseline commits and their finished DVC experiments, as
-`dvc exp show` lists them (default: HEAD's). A recipe is a run's params without `train.seed`,
-and its code and data (the hashes of the pipeline's dependencies): runs that differ only in the
-seed are seeds of one recipe. Commits that repeat their parent's run (same params and metrics)
-count once. Queued, running and failed experiments are left out and counted.
+`dvc exp show` lists them (default: HEAD's; `-n 3`: those of HEAD and the two commits before).
+A recipe is a run's params without `train.seed`, and its code and data (the hashes of the
+pipeline's dependencies): runs that differ only in the seed are seeds of one recipe. Commits
+that repeat their parent's run (same params and metrics) count once. Queued, running and
+failed experiments are left out and counted.
 """
 
 from __future__ import annotations
@@ -183,14 +184,17 @@ def markdown(spread: Spread) -> list[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description="Mean ± std over seeds of each recipe.")
-    which = parser.add_mutually_exclusive_group()
-    which.add_argument("--rev", help="the baseline commit whose experiments to use (HEAD)")
-    which.add_argument("--all-commits", action="store_true",
-                       help="the experiments of every commit")
+    parser.add_argument("--rev", help="the baseline commit whose experiments to use (HEAD)")
+    parser.add_argument("-n", "--num", type=int,
+                        help="also the experiments of the commits before it: this many in all")
+    parser.add_argument("--all-commits", action="store_true",
+                        help="the experiments of every commit")
     parser.add_argument("--out", help="also write the Markdown to this file")
     args = parser.parse_args()
 
-    options = ["--rev", args.rev] if args.rev else ["--all-commits"] if args.all_commits else []
+    options = [*(["--rev", args.rev] if args.rev else []),
+               *(["--num", str(args.num)] if args.num else []),
+               *(["--all-commits"] if args.all_commits else [])]
     runs, left_out = finished_runs(json.loads(dvc("exp", "show", "--json", *options)))
     lines = markdown(seed_spread(runs))
     if left_out:
