@@ -129,7 +129,7 @@ def seed_spread(runs: list[Run]) -> Spread:
         if CODE in row:  # name the code by the (newest) commit that ran it
             row[CODE] = runs[members[0]].baseline
         row.update(runs=len(members), seeds=", ".join(str(seed) for seed in sorted(seeds)),
-                   names=", ".join(runs[index].name for index in members))
+                   names=", ".join(sorted(runs[index].name for index in members)))
         row.update({f"{key} mean": group[key].mean() for key in COLUMNS})
         row.update({f"{key} std": group[key].std(ddof=1) for key in COLUMNS})
         rows.append(row)
