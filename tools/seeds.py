@@ -115,7 +115,8 @@ def seed_spread(runs: list[Run]) -> Spread:
                             "queue experiments (`dvc exp run --queue -S train.seed=...`)")
     params = pd.DataFrame([{key: json.dumps(value) for key, value in run.params.items()}
                            for run in runs])
-    metrics = pd.DataFrame([run.metrics for run in runs])[list(COLUMNS)].astype(float)
+    metrics = pd.DataFrame([run.metrics for run in runs]).reindex(columns=list(COLUMNS))
+    metrics = metrics.astype(float)  # a metric older runs lack is NaN, shown empty
     params[CODE] = [run.code for run in runs]
     varying = [key for key in params.columns
                if key != SEED and params[key].nunique(dropna=False) > 1]
