@@ -105,7 +105,7 @@ def finished_runs(table: list[dict]) -> tuple[list[Run], dict[str, int]]:
 class Spread:
     recipes: pd.DataFrame  # one row per recipe, best first: varying params, seeds, mean ± std
     varying: list[str]  # the params (besides the seed) that tell the recipes apart
-    values: dict[int, pd.DataFrame]  # per recipe row: its runs' metrics, one row per seed
+    values: list[pd.DataFrame]  # per recipe, in the order of `recipes`: its runs' metrics
 
 
 def seed_spread(runs: list[Run]) -> Spread:
@@ -138,7 +138,7 @@ def seed_spread(runs: list[Run]) -> Spread:
     table = pd.DataFrame(rows)
     order = table[f"{SELECTED_BY} mean"].argsort(kind="stable").tolist()
     return Spread(table.iloc[order].reset_index(drop=True), varying,
-                  {rank: values[index] for rank, index in enumerate(order)})
+                  [values[index] for index in order])
 
 
 def welch(first: pd.Series, second: pd.Series) -> float | None:
