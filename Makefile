@@ -16,8 +16,8 @@ endif
 MALLOC_ENV := MALLOC_ARENA_MAX=1 MALLOC_MMAP_THRESHOLD_=33554432 \
 	MALLOC_TRIM_THRESHOLD_=4294967296 MALLOC_TOP_PAD_=268435456
 
-.PHONY: setup setup-dev setup-review repro test lint bench bench-predict review ci-review \
-	seeds check-python clean-venv
+.PHONY: setup setup-dev setup-review repro test test-quick lint bench bench-predict review \
+	ci-review seeds check-python clean-venv
 
 setup: $(VENV)/.installed          ## the pipeline and emotion-predict (Python only)
 setup-dev: $(VENV)/.installed-dev  ## + test and lint tools
@@ -50,9 +50,13 @@ node_modules/.installed: package.json package-lock.json
 repro: setup  ## run the whole pipeline (about 55 min on 2 CPU cores)
 	dvc repro
 
-test: setup-dev setup-review  ## lint + the test suite (about 38 min on 2 CPU cores)
+# The 15 slowest tests are listed at the end of every run (docs/development.md).
+test: setup-dev setup-review  ## lint + the test suite (about 9 min on 2 CPU cores)
 	ruff check emotion stages tests benchmarks tools
-	python -m pytest
+	python -m pytest --durations=15
+
+test-quick: setup-dev  ## the tests that run no DVC, no stage and no training (~10 s)
+	python -m pytest -m "not pipeline"
 
 lint: setup-dev
 	ruff check emotion stages tests benchmarks tools

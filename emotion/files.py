@@ -25,21 +25,35 @@ STAGING_MARK = ".staging-"
 def atomic_output(path: str | Path) -> Iterator[Path]:
     """Yield a temporary sibling of `path` to write a file or folder into; on success move it
     into place (replacing what was there), on failure delete it and keep the old output."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    remove_dead_staging(path)
-    staging = Path(tempfile.mkdtemp(prefix=f".{path.name}{STAGING_MARK}{os.getpid()}-",
-                                    dir=path.parent))
-    target = staging / path.name
-    try:
+    with atomic_outputs(path) as (target,):
         yield target
-        if not target.exists():
-            raise RuntimeError(f"nothing was written to {path}")
-        if path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path)
-        os.replace(target, path)
+
+
+@contextmanager
+def atomic_outputs(*paths: str | Path) -> Iterator[tuple[Path, ...]]:
+    """atomic_output for several outputs written together (a stage's model, metrics and
+    plots): each is staged beside its target, and only when the block succeeds are they all
+    moved into place, so a failure or a kill midway leaves every previous output as it was."""
+    paths = [Path(path) for path in paths]
+    stagings = []
+    try:
+        for path in paths:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            remove_dead_staging(path)
+            stagings.append(Path(tempfile.mkdtemp(
+                prefix=f".{path.name}{STAGING_MARK}{os.getpid()}-", dir=path.parent)))
+        targets = tuple(staging / path.name for staging, path in zip(stagings, paths))
+        yield targets
+        for path, target in zip(paths, targets):
+            if not target.exists():
+                raise RuntimeError(f"nothing was written to {path}")
+        for path, target, staging in zip(paths, targets, stagings):
+            if path.is_dir() and not path.is_symlink():  # a folder cannot be replaced in one
+                os.replace(path, staging / "previous")  # step: move it aside, deleted below
+            os.replace(target, path)
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        for staging in stagings:
+            shutil.rmtree(staging, ignore_errors=True)
 
 
 def remove_dead_staging(path: Path) -> list[Path]:

@@ -72,7 +72,11 @@ class ServingModule(tf.Module):
 
     def __init__(self, classifier: TextClassifier):
         super().__init__()
-        self.model = classifier.model
+        # The Keras model is called, not tracked: tracking it would make tf.saved_model.save
+        # trace and store every Keras layer's own call functions (most of the export's time),
+        # which nothing here uses. Its variables are tracked, so they are saved and restored.
+        self._forward = classifier.model.__call__
+        self.weights = list(classifier.model.weights)
         self.tokenizer = GraphTokenizer(classifier.tokenizer, classifier.max_length)
         self.labels = tf.constant(classifier.labels)
 
@@ -82,7 +86,7 @@ class ServingModule(tf.Module):
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text")])
     def serve(self, text: tf.Tensor) -> dict[str, tf.Tensor]:
-        logits = self.model(self.tokenizer(text), training=False).logits
+        logits = self._forward(self.tokenizer(text), training=False).logits
         return {"probabilities": tf.nn.softmax(logits),
                 "label": tf.gather(self.labels, tf.argmax(logits, axis=-1))}
 

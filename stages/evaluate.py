@@ -25,7 +25,7 @@ from sklearn.metrics import (  # noqa: E402
 
 from emotion.data import label_names, read_split  # noqa: E402
 from emotion.errors import PipelineError, exit_on_error  # noqa: E402
-from emotion.files import MODEL_DIR, RAW_DIR, atomic_output, save_figure  # noqa: E402
+from emotion.files import MODEL_DIR, RAW_DIR, atomic_outputs, save_figure  # noqa: E402
 from emotion.inference import loss_and_accuracy  # noqa: E402
 from emotion.params import load_params, positive  # noqa: E402
 from emotion.predict import TextClassifier  # noqa: E402
@@ -42,7 +42,8 @@ def main() -> None:
     names = classifier.labels
 
     metrics, reports = {}, {}
-    with atomic_output(PLOTS_DIR) as plots:
+    with atomic_outputs(PLOTS_DIR, REPORT_FILE, METRICS_FILE) as (plots, report_out,
+                                                                  metrics_out):
         plots.mkdir()
         for split in EVAL_SPLITS:
             data = read_split(RAW_DIR, split)
@@ -71,10 +72,8 @@ def main() -> None:
             display.ax_.set_title(f"Confusion matrix ({split}, normalised by actual label)")
             save_figure(display.figure_, plots / f"confusion_{split}.png")
             print(f"{split}: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics[split].items()))
-        with atomic_output(REPORT_FILE) as out:
-            out.write_text(json.dumps(reports, indent=2) + "\n")
-        with atomic_output(METRICS_FILE) as out:
-            out.write_text(json.dumps(metrics, indent=2) + "\n")
+        report_out.write_text(json.dumps(reports, indent=2) + "\n")
+        metrics_out.write_text(json.dumps(metrics, indent=2) + "\n")
 
 
 if __name__ == "__main__":

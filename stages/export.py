@@ -14,7 +14,7 @@ import tensorflow as tf
 
 from emotion.data import encode, read_split
 from emotion.errors import exit_on_error
-from emotion.files import MODEL_DIR, RAW_DIR, SERVING_DIR, SPLITS, atomic_output
+from emotion.files import MODEL_DIR, RAW_DIR, SERVING_DIR, SPLITS, atomic_outputs
 from emotion.params import load_params, positive
 from emotion.predict import TextClassifier
 from emotion.serving import export
@@ -33,7 +33,8 @@ def main() -> None:
     classifier = TextClassifier(MODEL_DIR, batch_size=batch_size)
     texts = {split: list(read_split(RAW_DIR, split)["text"]) for split in SPLITS}
 
-    with atomic_output(SERVING_DIR) as out:
+    # The SavedModel and its parity metrics are moved into place together, or neither.
+    with atomic_outputs(SERVING_DIR, METRICS_FILE) as (out, metrics_out):
         export(classifier, out)
         saved = tf.saved_model.load(str(out))
         token_mismatches = 0
@@ -49,18 +50,17 @@ def main() -> None:
         labels = [label.decode() for batch in served for label in batch["label"]]
         python = classifier.predict(texts["test"])
 
-    metrics = {
-        "token_parity": {"texts": sum(len(split) for split in texts.values()),
-                         "mismatches": token_mismatches},
-        "prediction_parity": {
-            "texts": len(labels),
-            "label_mismatches": sum(a != b for a, b in zip(labels, python.top())),
-            "max_probability_difference": float(
-                np.abs(probabilities - python.probabilities).max()),
-        },
-    }
-    with atomic_output(METRICS_FILE) as out:
-        out.write_text(json.dumps(metrics, indent=2) + "\n")
+        metrics = {
+            "token_parity": {"texts": sum(len(split) for split in texts.values()),
+                             "mismatches": token_mismatches},
+            "prediction_parity": {
+                "texts": len(labels),
+                "label_mismatches": sum(a != b for a, b in zip(labels, python.top())),
+                "max_probability_difference": float(
+                    np.abs(probabilities - python.probabilities).max()),
+            },
+        }
+        metrics_out.write_text(json.dumps(metrics, indent=2) + "\n")
     print(json.dumps(metrics))
 
 

@@ -35,7 +35,13 @@ import yaml
 
 from emotion.data import bucket_batches, label_names, load_tokenizer, read_split
 from emotion.errors import PipelineError, exit_on_error, first_line
-from emotion.files import CHECKPOINT_DIR, MODEL_DIR, TOKENIZED_DIR, atomic_output
+from emotion.files import (
+    CHECKPOINT_DIR,
+    MODEL_DIR,
+    TOKENIZED_DIR,
+    atomic_output,
+    atomic_outputs,
+)
 from emotion.inference import logits_function, loss_and_accuracy, predict_logits
 from emotion.model import (
     CLASSIFIER_INITS,
@@ -186,14 +192,14 @@ def main() -> None:
     # The model folder carries all that prediction needs: the head (config.json), the label
     # names (id2label) and the tokenizer, cutting at the max_length used in training.
     tokenizer.model_max_length = settings["max_length"]
-    with atomic_output(MODEL_DIR) as out:
-        model.save_pretrained(str(out))
-        tokenizer.save_pretrained(str(out))
-    with atomic_output(HISTORY_FILE) as out:
+    # All three outputs are moved into place together (or none, if anything fails).
+    with atomic_outputs(MODEL_DIR, HISTORY_FILE, METRICS_FILE) as (model_out, history_out,
+                                                                   metrics_out):
+        model.save_pretrained(str(model_out))
+        tokenizer.save_pretrained(str(model_out))
         pd.DataFrame(history)[["epoch", "loss", "accuracy", "val_loss", "val_accuracy"]].to_csv(
-            out, index=False, float_format="%.6f")
-    with atomic_output(METRICS_FILE) as out:
-        out.write_text(json.dumps({
+            history_out, index=False, float_format="%.6f")
+        metrics_out.write_text(json.dumps({
             "best_epoch": best["epoch"],
             "epochs": len(history),
             "selected_by": "lowest validation loss",

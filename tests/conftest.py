@@ -1,11 +1,20 @@
 """Fixtures: a tiny synthetic emotion dataset and a tiny randomly initialised BERT, built here.
 
 `project` gives a temporary working copy of the pipeline (stages/, dvc.yaml, params.yaml)
-whose params point at them, with short training settings.
+whose params point at them, with short training settings. `dvc_repo` is one git + DVC
+repository of that project, reproduced once per session and shared: tests that change it put
+it back, tests that need their own copy take `copy_workspace` of it.
+
+Stages run as DVC runs them (`run_stage`: a `python -m stages.<name>` process) where the
+process is what a test is about, and in this process (`run_in_process`) where only the
+stage's behaviour is: that spares TensorFlow's start-up of several seconds a run.
 """
 
+import contextlib
+import io
 import os
 import random
+import runpy
 import shutil
 import subprocess
 import sys
@@ -15,6 +24,11 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # stages and tools are run in-process from any cwd
+    sys.path.insert(0, str(ROOT))
+# Tests that run DVC, a pipeline stage or a training step: `make test-quick` leaves them out.
+PIPELINE_FIXTURES = {"dvc_repo", "project", "trained", "prepared", "tokenized", "faster_lr",
+                     "failing_repo"}
 LABELS = ["sadness", "joy", "love", "anger", "fear", "surprise"]
 CUE_WORDS = {
     "sadness": ["miserable", "lonely", "gloomy"],
@@ -134,10 +148,74 @@ def set_param(folder: Path, section: str, key: str, value) -> None:
     write_params(folder, params)
 
 
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if PIPELINE_FIXTURES & set(item.fixturenames):
+            item.add_marker("pipeline")
+
+
 def run_stage(name: str, cwd: Path, **env: str) -> subprocess.CompletedProcess:
     """Run `python -m stages.<name>` as DVC would, in cwd; never raises."""
     return subprocess.run([sys.executable, "-m", f"stages.{name}"], cwd=cwd, text=True,
                           capture_output=True, env={**os.environ, **env})
+
+
+def run_in_process(module: str, cwd: Path, argv: list[str] | None = None,
+                   stdin: bytes | None = None) -> subprocess.CompletedProcess:
+    """Run `python -m <module> [argv]` inside this process, in cwd: the same code path as the
+    command but for the interpreter's start-up. Exit code and output come back as from
+    subprocess.run (text); an exception other than SystemExit propagates (fails the test)."""
+    out, err = io.StringIO(), io.StringIO()
+    saved = os.getcwd(), sys.argv, sys.stdin
+    os.chdir(cwd)
+    sys.argv = [module, *(argv or [])]
+    if stdin is not None:
+        sys.stdin = io.TextIOWrapper(io.BytesIO(stdin), encoding="utf-8")
+    code = 0
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            runpy.run_module(module, run_name="__main__", alter_sys=False)
+    except SystemExit as exit_:
+        code = exit_.code if isinstance(exit_.code, int) else (exit_.code is not None)
+    finally:
+        os.chdir(saved[0])
+        sys.argv, sys.stdin = saved[1], saved[2]
+    return subprocess.CompletedProcess([module, *(argv or [])], code, out.getvalue(),
+                                       err.getvalue())
+
+
+def run_stage_in_process(name: str, cwd: Path) -> subprocess.CompletedProcess:
+    """`python -m stages.<name>` in this process (see run_in_process)."""
+    return run_in_process(f"stages.{name}", cwd)
+
+
+def stage_ok(name: str, cwd: Path, in_process: bool = True) -> str:
+    """Run a stage (in this process unless told otherwise); its stdout; fail on error."""
+    result = run_stage_in_process(name, cwd) if in_process else run_stage(name, cwd)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout
+
+
+def digest(*paths: Path, root: Path | None = None) -> dict[str, str]:
+    """sha256 of every file under the given files/folders, by path (relative to root)."""
+    import hashlib
+
+    files = sorted(f for p in paths for f in ([p] if p.is_file() else p.rglob("*")) if f.is_file())
+    return {str(f.relative_to(root) if root else f): hashlib.sha256(f.read_bytes()).hexdigest()
+            for f in files}
+
+
+def declared_outputs(root: Path) -> list[Path]:
+    """Every output dvc.yaml declares, that exists."""
+    stages = yaml.safe_load((root / "dvc.yaml").read_text())["stages"].values()
+    paths = [out if isinstance(out, str) else next(iter(out))
+             for stage in stages for out in stage["outs"]]
+    return [root / path for path in paths if (root / path).exists()]
+
+
+def outputs_digest(root: Path) -> dict[str, str]:
+    """sha256 of every file of every declared output, by path relative to root."""
+    return digest(*declared_outputs(root), root=root)
 
 
 # --- A git + DVC repository holding the tiny project -----------------------------------
@@ -160,6 +238,13 @@ def dvc(cwd: Path, *args: str) -> str:
     return sh(cwd, sys.executable, "-m", "dvc", *args)
 
 
+def copy_workspace(source: Path, folder: Path, with_repo: bool = False) -> Path:
+    """A copy of a project's files and outputs (and, with_repo, its .git and DVC cache)."""
+    ignore = None if with_repo else shutil.ignore_patterns(".git", ".dvc", "node_modules")
+    shutil.copytree(source, folder, symlinks=True, ignore=ignore)
+    return folder
+
+
 @pytest.fixture(scope="session")
 def dvc_repo(tmp_path_factory, assets):
     """A git + DVC repo holding the tiny project, reproduced once and committed."""
@@ -175,3 +260,23 @@ def dvc_repo(tmp_path_factory, assets):
     sh(root, "git", "add", "-A")
     sh(root, "git", "commit", "-qm", "baseline")
     return root, first
+
+
+@pytest.fixture(scope="session")
+def faster_lr(dvc_repo) -> dict:
+    """A branch `faster-lr` of the shared repo: train.learning_rate 3e-3, reproduced by
+    `dvc repro` and committed; the repo is left back on its baseline. Returns the baseline
+    commit, what `dvc status` called stale before the repro, and the repro's log."""
+    root, _ = dvc_repo
+    base = sh(root, "git", "rev-parse", "HEAD").strip()
+    branch = sh(root, "git", "branch", "--show-current").strip()
+    sh(root, "git", "checkout", "-q", "-b", "faster-lr")
+    try:
+        set_param(root, "train", "learning_rate", 3.0e-3)
+        stale = set(yaml.safe_load(dvc(root, "status", "--json")))
+        log = dvc(root, "repro")
+        sh(root, "git", "commit", "-qam", "faster learning rate")
+    finally:
+        sh(root, "git", "checkout", "-q", "-f", branch)
+        dvc(root, "checkout", "-q")
+    return {"base": base, "branch": "faster-lr", "stale": stale, "log": log}

@@ -1,5 +1,9 @@
 """Bad params or data: a one-line error naming the problem, a non-zero exit, old outputs kept,
-and nothing half-written left behind."""
+and nothing half-written left behind.
+
+Every case runs its stage in this process (the stage's own code path); a few run it as the
+`python -m stages.<name>` process that DVC starts, where the error must be the last line of
+stderr after TensorFlow's start-up logs."""
 
 import json
 import os
@@ -9,19 +13,20 @@ from pathlib import Path
 
 import datasets
 import pytest
-import yaml
-from conftest import LABELS, copy_project, dvc, run_stage, sh, tiny_params, write_params
-from test_stages import digest, run_ok
+from conftest import (
+    LABELS,
+    copy_workspace,
+    declared_outputs,
+    digest,
+    dvc,
+    run_stage,
+    run_stage_in_process,
+    sh,
+    tiny_params,
+    write_params,
+)
 
-from emotion.files import atomic_output
-
-
-def declared_outputs(project: Path) -> list[Path]:
-    """Every output dvc.yaml declares, that exists."""
-    stages = yaml.safe_load((project / "dvc.yaml").read_text())["stages"].values()
-    paths = [out if isinstance(out, str) else next(iter(out))
-             for stage in stages for out in stage["outs"]]
-    return [project / path for path in paths if (project / path).exists()]
+from emotion.files import atomic_output, atomic_outputs
 
 
 def staging_leftovers(project: Path) -> list[Path]:
@@ -29,14 +34,9 @@ def staging_leftovers(project: Path) -> list[Path]:
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory, assets) -> Path:
-    """A project whose stages have all run once, built once for this module."""
-    folder = tmp_path_factory.mktemp("trained")
-    copy_project(folder, "stages", "emotion", "dvc.yaml")
-    write_params(folder, tiny_params(assets))
-    for stage in ("download", "eda", "tokenize", "train", "evaluate"):
-        run_ok(stage, folder)
-    return folder
+def trained(tmp_path_factory, dvc_repo) -> Path:
+    """A copy of the shared pipeline run's workspace: every stage's outputs, no git or DVC."""
+    return copy_workspace(dvc_repo[0], tmp_path_factory.mktemp("trained") / "project")
 
 
 @pytest.fixture
@@ -202,9 +202,15 @@ CASES = {
 }
 
 
-@pytest.mark.parametrize("case", CASES, ids=list(CASES))
+# Also run as the process DVC starts: one case of each kind of stage start-up.
+PROCESS_CASES = ["negative learning rate", "missing dataset folder",
+                 "truncated parquet at tokenize", "labels beyond the model's at evaluate"]
+
+
+@pytest.mark.parametrize("case", [*CASES, *(f"{case} (process)" for case in PROCESS_CASES)])
 def test_bad_input_fails_cleanly_and_keeps_outputs(prepared, assets, case):
-    stage, change, named = CASES[case]
+    in_process = not case.endswith(" (process)")
+    stage, change, named = CASES[case.removesuffix(" (process)")]
     outputs = declared_outputs(prepared)
     before = digest(*outputs)
     params = tiny_params(assets)
@@ -215,7 +221,7 @@ def test_bad_input_fails_cleanly_and_keeps_outputs(prepared, assets, case):
         write_params(prepared, params)
     inputs_changed = digest(*outputs)  # some cases damage a stage's input on purpose
 
-    result = run_stage(stage, prepared)
+    result = (run_stage_in_process if in_process else run_stage)(stage, prepared)
 
     assert result.returncode != 0
     message = result.stderr.strip().splitlines()[-1]
@@ -241,6 +247,40 @@ def test_a_failure_while_writing_keeps_the_previous_output(tmp_path):
             raise RuntimeError("disk full")
     assert [path.name for path in output.iterdir()] == ["train.parquet"]
     assert (output / "train.parquet").read_text() == "previous"
+    assert staging_leftovers(tmp_path) == []
+
+
+def test_outputs_written_together_replace_all_or_none(tmp_path):
+    """A stage's outputs (model folder, metrics file) are moved into place together: a failure
+    after all of them are written keeps every old one; success replaces every one."""
+    model, metrics = tmp_path / "models/emotion", tmp_path / "metrics/train.json"
+    model.mkdir(parents=True)
+    (model / "weights.h5").write_text("old weights")
+    (model / "stale.txt").write_text("only in the old model")
+    metrics.parent.mkdir()
+    metrics.write_text("old metrics")
+    with pytest.raises(RuntimeError, match="killed"):
+        with atomic_outputs(model, metrics) as (new_model, new_metrics):
+            new_model.mkdir()
+            (new_model / "weights.h5").write_text("new weights")
+            new_metrics.write_text("new metrics")
+            raise RuntimeError("killed")
+    assert sorted(path.name for path in model.iterdir()) == ["stale.txt", "weights.h5"]
+    assert (model / "weights.h5").read_text() == "old weights"
+    assert metrics.read_text() == "old metrics"
+    assert staging_leftovers(tmp_path) == []
+    with pytest.raises(RuntimeError, match="nothing was written to .*train.json"):
+        with atomic_outputs(model, metrics) as (new_model, new_metrics):
+            new_model.mkdir()
+    assert (model / "weights.h5").read_text() == "old weights"
+
+    with atomic_outputs(model, metrics) as (new_model, new_metrics):
+        new_model.mkdir()
+        (new_model / "weights.h5").write_text("new weights")
+        new_metrics.write_text("new metrics")
+    assert sorted(path.name for path in model.iterdir()) == ["weights.h5"]
+    assert (model / "weights.h5").read_text() == "new weights"
+    assert metrics.read_text() == "new metrics"
     assert staging_leftovers(tmp_path) == []
 
 

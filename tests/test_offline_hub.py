@@ -15,8 +15,9 @@ REAL_LABELS = ["sadness", "joy", "love", "anger", "fear", "surprise"]
 CHECKPOINT = "sentence-transformers/all-MiniLM-L6-v2"
 REVISION = "c9745ed1d9f207416be6d2e6f8de32d1f16199bf"
 
-pytestmark = pytest.mark.skipif(not (HUB_CACHE / "README.md").exists(),
-                                reason=f"no offline Hub cache at {HUB_CACHE}")
+pytestmark = [pytest.mark.skipif(not (HUB_CACHE / "README.md").exists(),
+                                 reason=f"no offline Hub cache at {HUB_CACHE}"),
+              pytest.mark.pipeline]  # the real model: a training step, 20,000 texts
 
 
 @pytest.fixture

@@ -6,9 +6,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import dvc, set_param, sh
+from conftest import dvc, outputs_digest, set_param, sh
 
 STAGES = ["download", "eda", "tokenize", "train", "evaluate", "export"]
+
+
 def ran(log: str) -> list[str]:
     """The stages a `dvc repro`/`dvc exp run` log says it ran."""
     return re.findall(r"Running stage '([\w-]+)'", log)
@@ -45,8 +47,13 @@ def test_second_repro_does_nothing(dvc_repo):
     assert ran(dvc(root, "repro")) == []
 
 
+def test_a_train_param_change_reruns_train_and_its_dependents(faster_lr):
+    # (the shared `faster_lr` branch: train.learning_rate changed, then `dvc repro`)
+    assert faster_lr["stale"] == {"train"}
+    assert sorted(ran(faster_lr["log"])) == ["evaluate", "export", "train"]
+
+
 @pytest.mark.parametrize(("section", "key", "value", "reading", "expected"), [
-    ("train", "learning_rate", 2.0e-3, {"train"}, ["train", "evaluate", "export"]),
     ("eda", "length_bin_width", 2, {"eda"}, ["eda"]),
     # max_length truncates the texts, and train records it in the model folder
     ("model", "max_length", 8, {"tokenize", "train"}, ["tokenize", "train", "evaluate",
@@ -69,10 +76,16 @@ def test_a_param_change_reruns_exactly_its_dependents(dvc_repo, section, key, va
 
 def test_experiment_is_listed_with_accuracy_and_loss(dvc_repo):
     root, _ = dvc_repo
+    baseline = outputs_digest(root)
     # -S writes 2e-3 as `2e-03`, a string to plain PyYAML: the stages must read a number.
     log = dvc(root, "exp", "run", "-S", "train.epochs=3", "-S", "train.learning_rate=2e-3",
               "-n", "three-epochs")
     assert sorted(ran(log)) == ["evaluate", "export", "train"]
+    # The stages replaced their (persist) outputs with the experiment's, which DVC recorded.
+    experiment = outputs_digest(root)
+    assert experiment.keys() == baseline.keys()
+    assert experiment["models/emotion/tf_model.h5"] != baseline["models/emotion/tf_model.h5"]
+    assert stale(root) == set()
     table = json.loads(dvc(root, "exp", "show", "--json"))
     experiments = [exp for rev in table for exp in (rev.get("experiments") or [])]
     (run,) = [exp for exp in experiments if exp.get("name") == "three-epochs"]
@@ -83,30 +96,32 @@ def test_experiment_is_listed_with_accuracy_and_loss(dvc_repo):
     assert 0 <= test_metrics["accuracy"] <= 1 and test_metrics["loss"] > 0
     shown = dvc(root, "exp", "show", "--no-pager", "--md")
     assert "three-epochs" in shown and "test.accuracy" in shown and "test.loss" in shown
-    # Back on the baseline, nothing is stale (the resume checkpoints are not an output).
+    # Back on the baseline, nothing is stale (the resume checkpoints are not an output), and
+    # `dvc checkout` / `dvc exp apply` give back each run's bytes from the cache.
     restore(root)
+    assert outputs_digest(root) == baseline
     assert stale(root) == set()
     assert ran(dvc(root, "repro")) == []
+    dvc(root, "exp", "apply", "three-epochs")
+    assert outputs_digest(root) == experiment
+    restore(root)
+    assert outputs_digest(root) == baseline
 
 
-def test_metrics_and_plots_diff_compare_revisions(dvc_repo, tmp_path):
+def test_metrics_and_plots_diff_compare_revisions(dvc_repo, faster_lr, tmp_path):
     root, _ = dvc_repo
-    set_param(root, "train", "learning_rate", 3.0e-3)
-    try:
-        dvc(root, "repro")
-        diff = json.loads(dvc(root, "metrics", "diff", "--all", "--json"))
-        test_diff = {key: value for key, value in diff["metrics/evaluate.json"].items()
-                     if key.startswith("test.")}
-        assert {"test.accuracy", "test.loss"} <= set(test_diff)
-        assert test_diff["test.loss"]["old"] != test_diff["test.loss"]["new"]
-        assert "test.loss" in dvc(root, "metrics", "diff", "--md")
+    base, branch = faster_lr["base"], faster_lr["branch"]
+    diff = json.loads(dvc(root, "metrics", "diff", base, branch, "--all", "--json"))
+    test_diff = {key: value for key, value in diff["metrics/evaluate.json"].items()
+                 if key.startswith("test.")}
+    assert {"test.accuracy", "test.loss"} <= set(test_diff)
+    assert test_diff["test.loss"]["old"] != test_diff["test.loss"]["new"]
+    assert "test.loss" in dvc(root, "metrics", "diff", base, branch, "--md")
 
-        out = tmp_path / "plots"
-        dvc(root, "plots", "diff", "HEAD", "-o", str(out))
-        page = (out / "index.html").read_text()
-        for title in ("Learning curve (loss)", "Confusion matrix (test)",
-                      "Label distribution (train)", "label_frequency.png"):
-            assert title in page, title
-        assert '"rev": "HEAD"' in page or "HEAD" in page
-    finally:
-        restore(root)
+    out = tmp_path / "plots"
+    dvc(root, "plots", "diff", base, branch, "-o", str(out))
+    page = (out / "index.html").read_text()
+    for title in ("Learning curve (loss)", "Confusion matrix (test)",
+                  "Label distribution (train)", "label_frequency.png"):
+        assert title in page, title
+    assert branch in page

@@ -1,5 +1,9 @@
 """Using a trained model: the `emotion-predict` command and the exported raw-text SavedModel,
-on the tiny model that the DVC pipeline trained in `dvc_repo`."""
+on the tiny model that the DVC pipeline trained in `dvc_repo`.
+
+The command runs as the installed console script where its process is the point (arguments,
+stdin, exit codes, stderr after TensorFlow's start-up), and otherwise as its module in this
+process (the same code from argument parsing on, without TensorFlow's start-up each time)."""
 
 import csv
 import io
@@ -12,12 +16,19 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import HARD_TEXTS, LABELS
+from conftest import HARD_TEXTS, LABELS, run_in_process
 
 PREDICT = shutil.which("emotion-predict", path=str(Path(sys.executable).parent))
-def predict(*args: str, stdin: bytes | None = None, cwd: Path | None = None
-            ) -> subprocess.CompletedProcess:
-    """Run emotion-predict as a user would (the installed console script)."""
+
+
+def predict(*args: str, stdin: bytes | None = None, cwd: Path | None = None,
+            process: bool = False) -> subprocess.CompletedProcess:
+    """Run emotion-predict: as a user would (the installed console script) with process=True,
+    else `python -m emotion.cli` in this process. Output comes back as bytes either way."""
+    if not process:
+        result = run_in_process("emotion.cli", cwd or Path.cwd(), list(args), stdin=stdin)
+        return subprocess.CompletedProcess(result.args, result.returncode,
+                                           result.stdout.encode(), result.stderr.encode())
     assert PREDICT, "emotion-predict is not installed beside this Python (make setup)"
     return subprocess.run([PREDICT, *args], input=stdin, capture_output=True, cwd=cwd,
                           timeout=600)
@@ -49,13 +60,13 @@ def jsonl(text: str) -> list[dict]:
 
 def test_labels_texts_from_arguments_as_table_and_jsonl(model):
     texts = ["i feel wonderful today", "this is so unfair"]
-    table = ok(predict("--model", str(model), "--format", "table", *texts))
+    table = ok(predict("--model", str(model), "--format", "table", *texts, process=True))
     rows = table.splitlines()[1:]
     assert len(rows) == 2
     for row, text in zip(rows, texts):
         label, probability, shown = row.split(maxsplit=2)
         assert label in LABELS and 1 / 6 <= float(probability) <= 1 and shown == text
-    records = jsonl(ok(predict("--model", str(model), *texts)))  # piped: jsonl by default
+    records = jsonl(ok(predict("--model", str(model), *texts, process=True)))  # piped: jsonl
     assert [r["text"] for r in records] == texts
     for record in records:
         assert set(record["scores"]) == set(LABELS)
@@ -75,7 +86,8 @@ def test_every_input_format_gives_the_same_predictions(model, tmp_path):
     # A few texts given as arguments run eagerly, streams through the traced graph: the same
     # labels, and scores equal up to float rounding.
     outputs = {
-        "stdin": ok(predict("--model", str(model), stdin=(tmp_path / "in.txt").read_bytes())),
+        "stdin": ok(predict("--model", str(model), stdin=(tmp_path / "in.txt").read_bytes(),
+                            process=True)),
         "-": ok(predict("--model", str(model), "-", stdin=(tmp_path / "in.txt").read_bytes())),
     }
     for name in ("in.txt", "in.csv", "in.jsonl", "in.parquet"):
@@ -131,7 +143,8 @@ def test_long_texts_are_truncated_as_in_training_and_flagged(model):
 
 def test_invalid_utf8_is_a_clean_error_or_replaced(model, tmp_path):
     data = b"i am glad\nbroken \xff\xfe text\n"
-    one_line_error(predict("--model", str(model), stdin=data), "stdin line 2", "UTF-8")
+    one_line_error(predict("--model", str(model), stdin=data, process=True), "stdin line 2",
+                   "UTF-8")
     (tmp_path / "in.txt").write_bytes(data)
     one_line_error(predict("--model", str(model), "--input", str(tmp_path / "in.txt")),
                    "in.txt line 2")
@@ -157,7 +170,7 @@ def test_bad_input_is_a_one_line_error(model, tmp_path, case):
     (tmp_path / "bad.parquet").write_bytes(b"PAR1 this is not parquet")
     if "--model" not in args:
         args = ["--model", str(model), *args]
-    one_line_error(predict(*args), *named)
+    one_line_error(predict(*args, process=case == "missing file"), *named)
 
 
 def test_predictions_match_the_evaluate_stage(dvc_repo, model):

@@ -1,4 +1,8 @@
-"""Training killed part-way resumes from its last completed epoch and ends bit-identical."""
+"""Training killed part-way resumes from its last completed epoch and ends bit-identical;
+any change to what the weights depend on trains afresh.
+
+Byte comparisons and kills use the train stage's own process (`python -m stages.train`, as
+DVC runs it); the tests of what is resumed and what is not run it in this process."""
 
 import json
 import os
@@ -7,13 +11,39 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import run_stage, tiny_params, write_params
-from test_stages import run_ok
+from conftest import (
+    copy_workspace,
+    run_stage_in_process,
+    stage_ok,
+    tiny_params,
+    write_params,
+)
 
 EPOCHS = 3
+
+
+@pytest.fixture(scope="module")
+def tokenized(tmp_path_factory, dvc_repo) -> Path:
+    """The shared run's workspace without its training state: data stages done, once."""
+    folder = copy_workspace(dvc_repo[0], tmp_path_factory.mktemp("tokenized") / "project")
+    shutil.rmtree(folder / "models")
+    return folder
+
+
+@pytest.fixture
+def project(tokenized, tmp_path, monkeypatch) -> Path:
+    """A copy of `tokenized` for one test (overrides conftest's empty project)."""
+    folder = copy_workspace(tokenized, tmp_path / "project")
+    monkeypatch.chdir(folder)
+    return folder
+
+
+def run_ok(name: str, cwd, in_process: bool = False) -> str:
+    return stage_ok(name, cwd, in_process)
 
 
 def kill_after_first_epoch(project, sig: int) -> None:
@@ -39,8 +69,6 @@ def test_killed_training_resumes_to_identical_weights(project, assets, sig, opti
     params = tiny_params(assets)
     params["train"].update(epochs=EPOCHS, **options)
     write_params(project, params)
-    run_ok("download", project)
-    run_ok("tokenize", project)
 
     run_ok("train", project)
     uninterrupted = {name: (project / name).read_bytes()
@@ -59,42 +87,37 @@ def test_killed_training_resumes_to_identical_weights(project, assets, sig, opti
     assert len(pd.read_csv(project / "plots/train/history.csv")) == EPOCHS
 
 
-def train_one_epoch(project, assets) -> dict:
-    """Run the data stages and one training epoch; return the params used."""
+def train_one_epoch(project, assets, in_process: bool = False, **options) -> dict:
+    """One training epoch; return the params used."""
     params = tiny_params(assets)
-    params["train"]["epochs"] = 1
+    params["train"].update(epochs=1, **options)
     write_params(project, params)
-    for stage in ("download", "tokenize", "train"):
-        run_ok(stage, project)
+    run_ok("train", project, in_process)
     return params
 
 
 def test_changed_params_do_not_resume_a_stale_checkpoint(project, assets):
-    params = train_one_epoch(project, assets)
+    params = train_one_epoch(project, assets, in_process=True)
     params["train"]["learning_rate"] = 2.0e-3
     write_params(project, params)
-    assert "resuming" not in run_ok("train", project)
+    assert "resuming" not in run_ok("train", project, in_process=True)
 
 
 def test_more_epochs_continue_a_finished_run(project, assets):
-    params = train_one_epoch(project, assets)
+    params = train_one_epoch(project, assets, in_process=True)
     params["train"]["epochs"] = 2
     write_params(project, params)
-    log = run_ok("train", project)
+    log = run_ok("train", project, in_process=True)
     assert "resuming after epoch 1" in log
     assert len(pd.read_csv(project / "plots/train/history.csv")) == 2
 
 
 def test_more_epochs_restart_a_linear_schedule(project, assets):
     """A linear schedule depends on the total number of steps, so it cannot be continued."""
-    params = tiny_params(assets)
-    params["train"].update(epochs=1, lr_schedule="linear")
-    write_params(project, params)
-    for stage in ("download", "tokenize", "train"):
-        run_ok(stage, project)
+    params = train_one_epoch(project, assets, in_process=True, lr_schedule="linear")
     params["train"]["epochs"] = 2
     write_params(project, params)
-    assert "resuming" not in run_ok("train", project)
+    assert "resuming" not in run_ok("train", project, in_process=True)
 
 
 def double_the_loss(project) -> None:
@@ -121,8 +144,6 @@ def test_changed_code_after_an_interrupted_run_trains_afresh(project, assets):
     params = tiny_params(assets)
     params["train"]["epochs"] = EPOCHS
     write_params(project, params)
-    run_ok("download", project)
-    run_ok("tokenize", project)
     kill_after_first_epoch(project, signal.SIGKILL)
     double_the_loss(project)
     log = run_ok("train", project)
@@ -138,20 +159,19 @@ def test_changed_pretrained_weights_train_afresh(project, assets):
     params["model"]["checkpoint"] = str(pretrained)
     params["train"]["epochs"] = 1
     write_params(project, params)
-    for stage in ("download", "tokenize", "train"):
-        run_ok(stage, project)
+    run_ok("train", project, in_process=True)
     params["train"]["epochs"] = 2
     write_params(project, params)
     (pretrained / "config.json").write_text(
         (pretrained / "config.json").read_text().replace('"hidden_dropout_prob": 0.1',
                                                          '"hidden_dropout_prob": 0.2'))
-    assert "resuming" not in run_ok("train", project)
+    assert "resuming" not in run_ok("train", project, in_process=True)
 
 
 def test_missing_last_checkpoint_is_a_clean_error(project, assets):
-    train_one_epoch(project, assets)
+    train_one_epoch(project, assets, in_process=True)
     shutil.rmtree(project / "models/.checkpoints/last")
-    result = run_stage("train", project)
+    result = run_stage_in_process("train", project)
     assert result.returncode != 0 and "Traceback" not in result.stderr
     message = result.stderr.strip().splitlines()[-1]  # after TensorFlow's start-up logs
     assert message.startswith("error: ") and "models/.checkpoints/last" in message
