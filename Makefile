@@ -16,7 +16,7 @@ endif
 MALLOC_ENV := MALLOC_ARENA_MAX=1 MALLOC_MMAP_THRESHOLD_=33554432 \
 	MALLOC_TRIM_THRESHOLD_=4294967296 MALLOC_TOP_PAD_=268435456
 
-.PHONY: setup setup-dev setup-review repro test test-quick lint bench bench-predict review \
+.PHONY: setup setup-dev setup-review repro test test-quick lint bench profile bench-predict review \
 	ci-review seeds check-python clean-venv
 
 setup: $(VENV)/.installed          ## the pipeline and emotion-predict (Python only)
@@ -80,6 +80,10 @@ bench: setup  ## training-speed benchmark on the real data (~10 min on 2 cores)
 	env $(MALLOC_ENV) python -m benchmarks.train_speed
 	@if dvc status -q; then /usr/bin/time -f "no-op dvc repro: %es" dvc repro -q; \
 	else echo "pipeline not up to date: no-op dvc repro not timed"; fi
+
+profile: setup  ## where a training step's time goes, by kind of work (~3 min on 2 cores)
+	dvc repro tokenize
+	env $(MALLOC_ENV) python -m benchmarks.profile_step $(ARGS)
 
 bench-predict: setup  ## prediction-speed benchmark of the trained model (~3 min on 2 cores)
 	dvc repro export

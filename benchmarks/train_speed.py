@@ -6,8 +6,10 @@ Compares three input pipelines for the same model and optimizer step:
                (what Keras fit() does with a padded_batch dataset)
   (c) project: length buckets (train.bucket_lengths), one static-shape graph per length
 and prints examples/s, tokens/s, mean padded length, the (c)/(a) ratio, and the achieved
-FLOP/s as a share of this machine's dense float32 matmul peak (measured here too).
-Also times the tokenizer on all texts. Figures, not assertions.
+FLOP/s as a share of this machine's dense float32 matmul peak (measured here too). Then (c)
+again in mixed bfloat16 (train.precision: mixed_bfloat16), against the bfloat16 matmul peak,
+with the speed-up over float32. Also times the tokenizer on all texts. Figures, not
+assertions; the CPU model and its flags are printed first.
 
 Usage (from the repo root, after `dvc repro tokenize`): python -m benchmarks.train_speed
 """
@@ -22,15 +24,16 @@ import tf_keras
 
 from emotion.data import bucket_batches, encode, load_tokenizer, read_split
 from emotion.files import RAW_DIR, SPLITS, TOKENIZED_DIR
+from emotion.hardware import cpu_model, speed_flags
 from emotion.model import new_classifier, seed_everything
 from emotion.params import load_params, model_source
-from emotion.training import make_train_step, train_step_function
+from emotion.training import float32_head, make_train_step, set_precision, train_step_function
 
 
-def matmul_peak(size: int = 4096, repeats: int = 5) -> float:
-    """Best float32 FLOP/s of a size x size matmul."""
-    a = tf.random.normal([size, size])
-    b = tf.random.normal([size, size])
+def matmul_peak(size: int = 4096, repeats: int = 5, dtype=tf.float32) -> float:
+    """Best FLOP/s of a size x size matmul in `dtype`."""
+    a = tf.cast(tf.random.normal([size, size]), dtype)
+    b = tf.cast(tf.random.normal([size, size]), dtype)
     tf.matmul(a, b).numpy()
     best = float("inf")
     for _ in range(repeats):
@@ -118,10 +121,14 @@ def main() -> None:
     max_length = load_params("model")["max_length"]
     batch_size = train_params["batch_size"]
 
+    print(f"CPU: {cpu_model()}; flags: {' '.join(speed_flags()) or 'unknown'}")
     print(f"TF {tf.__version__}, {os.cpu_count()} CPUs, "
           f"MALLOC_ARENA_MAX={os.environ.get('MALLOC_ARENA_MAX', 'unset')}")
     peak = matmul_peak()
     print(f"dense float32 matmul peak (4096^3): {peak / 1e9:.1f} GFLOP/s")
+    bf16_peak = matmul_peak(dtype=tf.bfloat16)
+    print(f"dense bfloat16 matmul peak (4096^3): {bf16_peak / 1e9:.1f} GFLOP/s "
+          f"({bf16_peak / peak:.2f}x float32)")
 
     tokenizer = load_tokenizer(checkpoint, revision)
     texts = [text for split in SPLITS for text in read_split(RAW_DIR, split)["text"]]
@@ -131,17 +138,31 @@ def main() -> None:
           f"{time.perf_counter() - start:.2f}s")
 
     seed = train_params["seed"]
-    seed_everything(seed)
     train = read_split(TOKENIZED_DIR, "train")
     ids, labels = list(train["input_ids"]), list(train["label"])
-    model = new_classifier(checkpoint, revision, train.features["label"].names,
-                           pooling=train_params["pooling"],
-                           classifier_dropout=train_params["classifier_dropout"],
-                           classifier_init=train_params["classifier_init"], seed=seed)
-    optimizer = tf_keras.optimizers.Adam(train_params["learning_rate"])
-    optimizer.build(model.trainable_variables)
+
+    def build(precision: str):
+        """A fresh model (in `precision`) and its optimizer, seeded alike."""
+        set_precision(precision)
+        seed_everything(seed)
+        model = new_classifier(checkpoint, revision, train.features["label"].names,
+                               pooling=train_params["pooling"],
+                               classifier_dropout=train_params["classifier_dropout"],
+                               classifier_init=train_params["classifier_init"], seed=seed)
+        if precision != "float32":
+            float32_head(model)
+        optimizer = tf_keras.optimizers.Adam(train_params["learning_rate"])
+        optimizer.build(model.trainable_variables)
+        return model, optimizer
+
+    model, optimizer = build("float32")
     pad = tokenizer.pad_token_id
     train_flops = flops_counter(model)
+
+    def buckets():
+        return bucket_batches(ids, labels, batch_size=batch_size,
+                              bucket_lengths=train_params["bucket_lengths"], pad_id=pad,
+                              shuffle_seed=seed)
 
     print(f"training steps, batch {batch_size}, {checkpoint}:")
     naive = measure("(a) pad to 128, random batches", generic_step(model, optimizer),
@@ -151,12 +172,13 @@ def main() -> None:
                       random_batches(ids, labels, batch_size, pad, seed), train_flops,
                       args.seconds, peak)
     project = measure("(c) project: buckets, static shapes", make_train_step(model, optimizer),
-                      bucket_batches(ids, labels, batch_size=batch_size,
-                                     bucket_lengths=train_params["bucket_lengths"],
-                                     pad_id=pad, shuffle_seed=seed),
-                      train_flops, args.seconds, peak)
+                      buckets(), train_flops, args.seconds, peak)
     print(f"speed-up (c)/(a): {project['examples_s'] / naive['examples_s']:.2f}x, "
           f"(c)/(b): {project['examples_s'] / dynamic['examples_s']:.2f}x")
+    model, optimizer = build("mixed_bfloat16")
+    bf16 = measure("(c) in mixed bfloat16 (vs its peak)", make_train_step(model, optimizer),
+                   buckets(), train_flops, args.seconds, bf16_peak)
+    print(f"mixed bfloat16 / float32 (c): {bf16['examples_s'] / project['examples_s']:.2f}x")
     epoch_minutes = len(labels) / project["examples_s"] / 60
     print(f"projected default run: {epoch_minutes:.1f} min/epoch, "
           f"{epoch_minutes * train_params['epochs']:.0f} min for {train_params['epochs']} epochs "

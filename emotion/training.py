@@ -1,5 +1,6 @@
-"""Training: the learning-rate schedule, the optimisation step with one static-shape graph per
-sequence length, and the dropout RNG state that checkpoints must carry."""
+"""Training: the precision, the learning-rate schedule, the optimisation step with one
+static-shape graph per sequence length, and the dropout RNG state that checkpoints must
+carry."""
 
 from __future__ import annotations
 
@@ -10,7 +11,37 @@ import tensorflow as tf
 import tf_keras
 from transformers import WarmUp
 
+from emotion.errors import PipelineError
+from emotion.hardware import has_bfloat16_units
+
 LR_SCHEDULES = ("constant", "linear")
+# float32: everything in float32 (the default). mixed_*: Keras mixed precision, matmuls and
+# activations in 16 bits, weights (and what is saved) in float32; the classifier head, logits
+# and loss stay float32. mixed_float16 adds dynamic loss scaling and is for NVIDIA GPUs.
+PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
+
+
+def set_precision(precision: str) -> str | None:
+    """Make `precision` Keras's dtype policy for the models built after this call; return a
+    one-line note when this machine would train faster another way. mixed_float16 without a
+    GPU is a PipelineError."""
+    note = None
+    if precision == "mixed_float16" and not tf.config.list_physical_devices("GPU"):
+        raise PipelineError("param train.precision: mixed_float16 needs an NVIDIA GPU and none "
+                            "is visible; on a CPU use mixed_bfloat16 (CPUs with AVX512_BF16 "
+                            "or AMX) or float32")
+    if precision == "mixed_bfloat16" and has_bfloat16_units() is False:
+        note = ("note: this CPU has no bfloat16 units (AVX512_BF16, AMX): mixed_bfloat16 is "
+                "emulated here and slower; train.precision: float32 is faster on it")
+    tf_keras.mixed_precision.set_global_policy(precision)
+    return note
+
+
+def float32_head(model: Any) -> None:
+    """Compute the classifier head, and so the logits, in float32 whatever the policy (the
+    usual mixed-precision practice: the softmax of 16-bit logits is coarse)."""
+    # Private API: a layer's policy is set at construction, which from_pretrained does.
+    model.classifier._set_dtype_policy("float32")
 
 
 def learning_rate(settings: dict, steps_per_epoch: int) -> float | Any:
@@ -26,15 +57,21 @@ def learning_rate(settings: dict, steps_per_epoch: int) -> float | Any:
 
 
 def train_step_function(model: Any, optimizer: Any) -> Callable:
-    """The tf.function(features, labels) -> (loss, correct) of one optimisation step."""
+    """The tf.function(features, labels) -> (loss, correct) of one optimisation step. With a
+    LossScaleOptimizer (mixed_float16) the gradients are computed on the scaled loss."""
     loss_fn = tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    scaled = isinstance(optimizer, tf_keras.mixed_precision.LossScaleOptimizer)
 
     @tf.function
     def step(features, labels):
         with tf.GradientTape() as tape:
-            logits = model(features, training=True).logits
+            # float32 logits (a no-op under the float32 policy: tf.cast returns its input)
+            logits = tf.cast(model(features, training=True).logits, tf.float32)
             loss = loss_fn(labels, logits)
-        gradients = tape.gradient(loss, model.trainable_variables)
+            target = optimizer.get_scaled_loss(loss) if scaled else loss
+        gradients = tape.gradient(target, model.trainable_variables)
+        if scaled:
+            gradients = optimizer.get_unscaled_gradients(gradients)
         optimizer.apply_gradients(zip(gradients, model.trainable_variables))
         correct = tf.reduce_sum(tf.cast(tf.argmax(logits, -1, output_type=tf.int32) == labels,
                                         tf.int32))

@@ -2,10 +2,11 @@
 
 The reference recipe (the defaults): a Dense softmax layer on BERT's pooled [CLS] output,
 Adam at a constant train.learning_rate, sparse categorical cross-entropy, accuracy,
-train.epochs epochs, validation after each. Options: other heads (see emotion.model) and
+train.epochs epochs, validation after each. Options: other heads (see emotion.model),
 train.lr_schedule: linear (warm-up over train.warmup_ratio of the steps, then linear decay to
-0). Batches are length-bucketed (see emotion.data.bucket_batches) and each bucket length gets
-its own static-shape training graph.
+0) and train.precision (mixed_bfloat16 on CPUs with bfloat16 units, mixed_float16 on GPUs;
+weights stay float32, see emotion.training). Batches are length-bucketed (see
+emotion.data.bucket_batches) and each bucket length gets its own static-shape training graph.
 
 Resumable: after every epoch the model, optimizer and dropout RNG state go to
 models/.checkpoints/. A rerun with the same params and data continues from the last completed
@@ -51,7 +52,15 @@ from emotion.model import (
     seed_everything,
 )
 from emotion.params import load_params, model_source, one_of, param, positive
-from emotion.training import LR_SCHEDULES, dropout_generators, learning_rate, make_train_step
+from emotion.training import (
+    LR_SCHEDULES,
+    PRECISIONS,
+    dropout_generators,
+    float32_head,
+    learning_rate,
+    make_train_step,
+    set_precision,
+)
 
 METRICS_FILE = "metrics/train.json"
 HISTORY_FILE = "plots/train/history.csv"
@@ -86,6 +95,7 @@ def read_train_params() -> dict:
         "classifier_init": one_of(params, "train", "classifier_init", CLASSIFIER_INITS),
         "lr_schedule": one_of(params, "train", "lr_schedule", LR_SCHEDULES),
         "warmup_ratio": param(params, "train", "warmup_ratio", float),
+        "precision": one_of(params, "train", "precision", PRECISIONS),
     }
     for key in ("classifier_dropout", "warmup_ratio"):
         if not 0 <= settings[key] < 1:
@@ -124,6 +134,9 @@ def train_dependencies() -> list[Path]:
 
 def main() -> None:
     settings = read_train_params()
+    note = set_precision(settings["precision"])
+    if note:
+        print(note, flush=True)
     seed_everything(settings["seed"])
     train, validation = read_split(TOKENIZED_DIR, "train"), read_split(TOKENIZED_DIR, "validation")
     names = label_names(train)
@@ -132,6 +145,9 @@ def main() -> None:
         settings["checkpoint"], settings["revision"], names, pooling=settings["pooling"],
         classifier_dropout=settings["classifier_dropout"],
         classifier_init=settings["classifier_init"], seed=settings["seed"])
+    if settings["precision"] != "float32":
+        float32_head(model)
+    model.config.precision = settings["precision"]  # recorded in the saved config.json
     train_ids, train_labels = list(train["input_ids"]), list(train["label"])
     validation_ids, validation_labels = list(validation["input_ids"]), list(validation["label"])
 
@@ -144,6 +160,8 @@ def main() -> None:
 
     batches_per_epoch = sum(1 for _ in epoch_batches(0))  # every epoch has as many
     optimizer = tf_keras.optimizers.Adam(learning_rate(settings, batches_per_epoch))
+    if settings["precision"] == "mixed_float16":  # dynamic loss scaling
+        optimizer = tf_keras.mixed_precision.LossScaleOptimizer(optimizer)
     optimizer.build(model.trainable_variables)
     train_step = make_train_step(model, optimizer)
     forward = logits_function(model)
@@ -206,6 +224,7 @@ def main() -> None:
             "validation": {"loss": round(best["val_loss"], 6),
                            "accuracy": round(best["val_accuracy"], 6)},
             "train": {"loss": round(best["loss"], 6), "accuracy": round(best["accuracy"], 6)},
+            "precision": settings["precision"],
             "train_minutes": round(sum(row["train_seconds"] for row in history) / 60, 1),
             "examples_per_second": round(
                 float(np.mean([row["examples_per_second"] for row in history])), 1),

@@ -4,9 +4,12 @@ import json
 import re
 from pathlib import Path
 
+import h5py
 import pytest
 import yaml
-from conftest import dvc, outputs_digest, set_param, sh
+from conftest import LABELS, dvc, outputs_digest, run_in_process, set_param, sh
+
+from emotion.hardware import has_bfloat16_units
 
 STAGES = ["download", "eda", "tokenize", "train", "evaluate", "export"]
 
@@ -74,13 +77,34 @@ def test_a_param_change_reruns_exactly_its_dependents(dvc_repo, section, key, va
         restore(root)
 
 
-def test_experiment_is_listed_with_accuracy_and_loss(dvc_repo):
+def test_experiment_is_listed_restored_and_usable(dvc_repo):
+    """An experiment (3 epochs, lr 2e-3, in mixed bfloat16): listed by `dvc exp show`, its
+    bfloat16-trained model saved in float32 and served with parity, and both runs' outputs
+    restored byte for byte by `dvc checkout` and `dvc exp apply`."""
     root, _ = dvc_repo
     baseline = outputs_digest(root)
     # -S writes 2e-3 as `2e-03`, a string to plain PyYAML: the stages must read a number.
     log = dvc(root, "exp", "run", "-S", "train.epochs=3", "-S", "train.learning_rate=2e-3",
-              "-n", "three-epochs")
+              "-S", "train.precision=mixed_bfloat16", "-n", "three-epochs")
     assert sorted(ran(log)) == ["evaluate", "export", "train"]
+    # A CPU without bfloat16 units says so (and names the faster setting); one with them not.
+    assert ("no bfloat16 units" in log) == (has_bfloat16_units() is False)
+    model = root / "models/emotion"
+    with h5py.File(model / "tf_model.h5") as weights:
+        dtypes = set()
+        weights.visititems(lambda name, item: dtypes.add(str(item.dtype))
+                           if isinstance(item, h5py.Dataset) else None)
+    assert dtypes == {"float32"}
+    assert json.loads((model / "config.json").read_text())["precision"] == "mixed_bfloat16"
+    assert json.loads((root / "metrics/train.json").read_text())["precision"] == "mixed_bfloat16"
+    parity = json.loads((root / "metrics/export.json").read_text())
+    assert parity["token_parity"]["mismatches"] == 0
+    assert parity["prediction_parity"]["label_mismatches"] == 0
+    assert parity["prediction_parity"]["max_probability_difference"] < 1e-5
+    predicted = run_in_process("emotion.cli", root, ["i am so happy", "i am scared"])
+    assert predicted.returncode == 0, predicted.stderr
+    assert [json.loads(line)["label"] in LABELS for line in predicted.stdout.splitlines()] == [
+        True, True]
     # The stages replaced their (persist) outputs with the experiment's, which DVC recorded.
     experiment = outputs_digest(root)
     assert experiment.keys() == baseline.keys()

@@ -63,8 +63,9 @@ def kill_after_first_epoch(project, sig: int) -> None:
 
 @pytest.mark.parametrize(("sig", "options"), [
     (signal.SIGKILL, {}),
-    (signal.SIGTERM, {"pooling": "mean", "lr_schedule": "linear", "warmup_ratio": 0.2}),
-], ids=["SIGKILL", "SIGTERM-mean-pooling-linear-schedule"])
+    (signal.SIGTERM, {"pooling": "mean", "lr_schedule": "linear", "warmup_ratio": 0.2,
+                      "precision": "mixed_bfloat16"}),
+], ids=["SIGKILL", "SIGTERM-mean-pooling-linear-schedule-bfloat16"])
 def test_killed_training_resumes_to_identical_weights(project, assets, sig, options):
     params = tiny_params(assets)
     params["train"].update(epochs=EPOCHS, **options)

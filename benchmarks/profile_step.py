@@ -1,0 +1,172 @@
+"""Where a training step's time goes, by kind of work, from TensorFlow's own profiler.
+
+Traces a few training steps of the project's step function (the real model of params.yaml on
+the real tokenized data, one static-shape batch per sequence length) with
+tf.profiler.experimental, reads the trace (XSpace protobuf), and prints for each precision and
+length: the step's wall time, and the time every op kernel ran, grouped by kind (matmuls;
+attention softmax, reshapes and transposes; GELU; layer norm; dropout and its RNG; casts; the
+embedding gradient; the optimizer update; the rest), as shares of the step. "No op running" is
+the part of the step when no kernel ran at all: graph scheduling and op dispatch. Kernels on
+the two inter-op threads can overlap, so the shares can add up to more than 100%.
+
+Usage (from the repo root, after `dvc repro tokenize`; `make profile`):
+    python -m benchmarks.profile_step [--lengths 32 64] [--precisions float32 mixed_bfloat16]
+"""
+
+import argparse
+import glob
+import os
+import statistics
+import tempfile
+import time
+from collections import defaultdict
+
+import numpy as np
+import tensorflow as tf
+import tf_keras
+from tensorflow.tsl.profiler.protobuf import xplane_pb2
+
+from emotion.data import load_tokenizer, read_split
+from emotion.files import TOKENIZED_DIR
+from emotion.hardware import cpu_model, speed_flags
+from emotion.model import new_classifier, seed_everything
+from emotion.params import load_params, model_source
+from emotion.training import PRECISIONS, float32_head, make_train_step, set_precision
+
+MATMULS = {"MatMul", "BatchMatMulV2", "BatchMatMulV3", "_MklMatMul", "_FusedMatMul",
+           "_MklNativeFusedMatMul", "_MklFusedMatMul", "_MklBatchMatMulV2", "Einsum",
+           "_MklEinsum", "_MklNativeBatchMatMulV2"}
+SHAPE_OPS = {"Softmax", "_MklSoftmax", "Reshape", "Transpose", "_MklTranspose",
+             "ConjugateTranspose", "ExpandDims", "Squeeze", "ConcatV2", "StridedSlice",
+             "StridedSliceGrad", "Slice", "Pack", "Unpack", "Split", "SplitV"}
+SPARSE_UPDATE_OPS = {"Unique", "UnsortedSegmentSum", "ResourceScatterAdd",
+                     "ResourceScatterUpdate", "ResourceGather", "ResourceSparseApplyAdam",
+                     "SparseSegmentSum", "GatherV2"}
+KINDS = ["matmuls", "attention softmax, reshapes, transposes", "GELU", "layer norm",
+         "dropout and its RNG", "casts", "embedding gradient", "optimizer update", "other ops"]
+
+
+def kind_of(name: str, op_type: str) -> str:
+    """The kind of work of one op, from its type and its name scope."""
+    lower = name.lower()
+    if "embeddings" in lower and ("gradient_tape" in lower or op_type in SPARSE_UPDATE_OPS):
+        return "embedding gradient"
+    if name.startswith("Adam/") or "/Adam/" in name:
+        return "embedding gradient" if op_type in SPARSE_UPDATE_OPS else "optimizer update"
+    if op_type in MATMULS:
+        return "matmuls"
+    if "dropout" in lower or op_type.startswith(("StatelessRandom", "RngReadAndSkip")):
+        return "dropout and its RNG"
+    if "layernorm" in lower:
+        return "layer norm"
+    if "gelu" in lower or op_type == "Erf":
+        return "GELU"
+    if op_type in SHAPE_OPS or "softmax" in lower:
+        return "attention softmax, reshapes, transposes"
+    if op_type == "Cast":
+        return "casts"
+    return "other ops"
+
+
+def op_times(trace_dir: str) -> tuple[dict[str, float], float]:
+    """Seconds of op kernels by kind, and seconds during which at least one kernel ran, from
+    the trace's executor threads (tf_Compute lines: one event per op kernel)."""
+    (path,) = glob.glob(f"{trace_dir}/**/*.xplane.pb", recursive=True)
+    space = xplane_pb2.XSpace()
+    space.ParseFromString(open(path, "rb").read())
+    (host,) = [plane for plane in space.planes if plane.name == "/host:CPU"]
+    by_kind, intervals = defaultdict(float), []
+    for line in host.lines:
+        if not line.name.startswith("tf_Compute"):
+            continue
+        for event in line.events:
+            metadata = host.event_metadata[event.metadata_id]
+            if ":" not in metadata.name or not event.duration_ps:  # not an op kernel
+                continue
+            name, op_type = metadata.name.rsplit(":", 1)
+            by_kind[kind_of(name, op_type)] += event.duration_ps / 1e12
+            start = line.timestamp_ns * 1000 + event.offset_ps
+            intervals.append((start, start + event.duration_ps))
+    busy, end = 0, None
+    for start, stop in sorted(intervals):  # length of the union of the intervals
+        if end is None or start > end:
+            busy += stop - start
+            end = stop
+        elif stop > end:
+            busy += stop - end
+            end = stop
+    return dict(by_kind), busy / 1e12
+
+
+def batch_of_length(ids, labels, length: int, batch_size: int, pad_id: int):
+    """A batch of real training sequences of at most `length` tokens, padded to `length`."""
+    rows = [i for i, row in enumerate(ids) if length // 2 < len(row) <= length][:batch_size]
+    padded = np.full((len(rows), length), pad_id, dtype=np.int32)
+    mask = np.zeros_like(padded)
+    for j, i in enumerate(rows):
+        padded[j, :len(ids[i])] = ids[i]
+        mask[j, :len(ids[i])] = 1
+    return ({"input_ids": tf.constant(padded), "attention_mask": tf.constant(mask)},
+            tf.constant([labels[i] for i in rows], tf.int32))
+
+
+def profile(precision: str, lengths: list[int], steps: int) -> None:
+    note = set_precision(precision)
+    train_params = load_params("train")
+    checkpoint, revision = model_source()
+    seed_everything(train_params["seed"])
+    train = read_split(TOKENIZED_DIR, "train")
+    ids, labels = list(train["input_ids"]), list(train["label"])
+    model = new_classifier(checkpoint, revision, train.features["label"].names,
+                           pooling=train_params["pooling"],
+                           classifier_dropout=train_params["classifier_dropout"],
+                           classifier_init=train_params["classifier_init"],
+                           seed=train_params["seed"])
+    if precision != "float32":
+        float32_head(model)
+    optimizer = tf_keras.optimizers.Adam(train_params["learning_rate"])
+    optimizer.build(model.trainable_variables)
+    step = make_train_step(model, optimizer)
+    pad_id = load_tokenizer(checkpoint, revision).pad_token_id
+    print(f"\n{precision}" + (f" ({note})" if note else ""))
+    for length in lengths:
+        features, batch_labels = batch_of_length(ids, labels, length,
+                                                 train_params["batch_size"], pad_id)
+        for _ in range(3):  # trace the graph, warm the caches
+            float(step(features, batch_labels)[0])
+        walls = []
+        with tempfile.TemporaryDirectory() as trace_dir:
+            tf.profiler.experimental.start(trace_dir)
+            for _ in range(steps):
+                start = time.perf_counter()
+                float(step(features, batch_labels)[0])
+                walls.append(time.perf_counter() - start)
+            tf.profiler.experimental.stop()
+            by_kind, busy = op_times(trace_dir)
+        wall = sum(walls)
+        median = statistics.median(walls) * 1000
+        print(f"  batch {len(batch_labels)} x {length} tokens: {median:.0f} ms a step "
+              f"(median of {steps}, traced)")
+        for kind in KINDS:
+            seconds = by_kind.get(kind, 0.0)
+            print(f"    {kind:<42} {seconds / steps * 1000:8.1f} ms {seconds / wall:7.1%}")
+        idle = max(wall - busy, 0.0)
+        print(f"    {'no op running (scheduling, dispatch)':<42} {idle / steps * 1000:8.1f} ms "
+              f"{idle / wall:7.1%}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--lengths", type=int, nargs="+", default=[32, 64])
+    parser.add_argument("--precisions", nargs="+", default=["float32", "mixed_bfloat16"],
+                        choices=[p for p in PRECISIONS if p != "mixed_float16"])
+    parser.add_argument("--steps", type=int, default=10, help="traced steps per length")
+    args = parser.parse_args()
+    print(f"CPU: {cpu_model()}; flags: {' '.join(speed_flags()) or 'unknown'}; "
+          f"{os.cpu_count()} logical CPUs; TF {tf.__version__}")
+    for precision in args.precisions:
+        profile(precision, args.lengths, args.steps)
+
+
+if __name__ == "__main__":
+    main()
