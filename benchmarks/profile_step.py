@@ -42,8 +42,10 @@ SHAPE_OPS = {"Softmax", "_MklSoftmax", "Reshape", "Transpose", "_MklTranspose",
 SPARSE_UPDATE_OPS = {"Unique", "UnsortedSegmentSum", "ResourceScatterAdd",
                      "ResourceScatterUpdate", "ResourceGather", "ResourceSparseApplyAdam",
                      "SparseSegmentSum", "GatherV2"}
-KINDS = ["matmuls", "attention softmax, reshapes, transposes", "GELU", "layer norm",
-         "dropout and its RNG", "casts", "embedding gradient", "optimizer update", "other ops"]
+BIAS_OPS = {"BiasAdd", "BiasAddGrad", "AddN"}
+KINDS = ["matmuls", "bias adds, gradient sums (AddN)", "attention softmax, reshapes, transposes",
+         "GELU", "layer norm", "dropout and its RNG", "casts", "embedding gradient",
+         "optimizer update", "other ops"]
 
 
 def kind_of(name: str, op_type: str) -> str:
@@ -55,6 +57,8 @@ def kind_of(name: str, op_type: str) -> str:
         return "embedding gradient" if op_type in SPARSE_UPDATE_OPS else "optimizer update"
     if op_type in MATMULS:
         return "matmuls"
+    if op_type in BIAS_OPS:
+        return "bias adds, gradient sums (AddN)"
     if "dropout" in lower or op_type.startswith(("StatelessRandom", "RngReadAndSkip")):
         return "dropout and its RNG"
     if "layernorm" in lower:
@@ -81,8 +85,8 @@ def op_times(trace_dir: str) -> tuple[dict[str, float], float]:
             continue
         for event in line.events:
             metadata = host.event_metadata[event.metadata_id]
-            if ":" not in metadata.name or not event.duration_ps:  # not an op kernel
-                continue
+            if ":" not in metadata.name.replace("::", "") or not event.duration_ps:
+                continue  # not an op kernel ("name:Type"), e.g. ExecutorState::Process
             name, op_type = metadata.name.rsplit(":", 1)
             by_kind[kind_of(name, op_type)] += event.duration_ps / 1e12
             start = line.timestamp_ns * 1000 + event.offset_ps
@@ -110,7 +114,7 @@ def batch_of_length(ids, labels, length: int, batch_size: int, pad_id: int):
             tf.constant([labels[i] for i in rows], tf.int32))
 
 
-def profile(precision: str, lengths: list[int], steps: int) -> None:
+def profile(precision: str, lengths: list[int], steps: int, keep: str | None) -> None:
     note = set_precision(precision)
     train_params = load_params("train")
     checkpoint, revision = model_source()
@@ -135,7 +139,8 @@ def profile(precision: str, lengths: list[int], steps: int) -> None:
         for _ in range(3):  # trace the graph, warm the caches
             float(step(features, batch_labels)[0])
         walls = []
-        with tempfile.TemporaryDirectory() as trace_dir:
+        with tempfile.TemporaryDirectory() as scratch:
+            trace_dir = f"{keep}/{precision}-{length}" if keep else scratch
             tf.profiler.experimental.start(trace_dir)
             for _ in range(steps):
                 start = time.perf_counter()
@@ -143,16 +148,17 @@ def profile(precision: str, lengths: list[int], steps: int) -> None:
                 walls.append(time.perf_counter() - start)
             tf.profiler.experimental.stop()
             by_kind, busy = op_times(trace_dir)
-        wall = sum(walls)
+        wall, kernels = sum(walls), sum(by_kind.values())
         median = statistics.median(walls) * 1000
-        print(f"  batch {len(batch_labels)} x {length} tokens: {median:.0f} ms a step "
-              f"(median of {steps}, traced)")
+        print(f"  batch {len(batch_labels)} x {length} tokens: {median:.0f} ms a step (median of "
+              f"{steps}, traced); kernels ran {kernels / steps * 1000:.0f} ms a step in all")
+        print(f"    {'kind of work':<42} {'ms a step':>9} {'share of kernel time':>21}")
         for kind in KINDS:
             seconds = by_kind.get(kind, 0.0)
-            print(f"    {kind:<42} {seconds / steps * 1000:8.1f} ms {seconds / wall:7.1%}")
+            print(f"    {kind:<42} {seconds / steps * 1000:9.1f} {seconds / kernels:21.1%}")
         idle = max(wall - busy, 0.0)
-        print(f"    {'no op running (scheduling, dispatch)':<42} {idle / steps * 1000:8.1f} ms "
-              f"{idle / wall:7.1%}")
+        print(f"    {'no op running (scheduling, dispatch)':<42} {idle / steps * 1000:9.1f} "
+              f"{idle / wall:14.1%} of the step")
 
 
 def main() -> None:
@@ -161,11 +167,13 @@ def main() -> None:
     parser.add_argument("--precisions", nargs="+", default=["float32", "mixed_bfloat16"],
                         choices=[p for p in PRECISIONS if p != "mixed_float16"])
     parser.add_argument("--steps", type=int, default=10, help="traced steps per length")
+    parser.add_argument("--keep-traces", metavar="DIR",
+                        help="keep the traces there (viewable in TensorBoard's profiler)")
     args = parser.parse_args()
     print(f"CPU: {cpu_model()}; flags: {' '.join(speed_flags()) or 'unknown'}; "
           f"{os.cpu_count()} logical CPUs; TF {tf.__version__}")
     for precision in args.precisions:
-        profile(precision, args.lengths, args.steps)
+        profile(precision, args.lengths, args.steps, args.keep_traces)
 
 
 if __name__ == "__main__":
