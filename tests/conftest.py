@@ -266,7 +266,7 @@ def dvc_repo(tmp_path_factory, assets):
 def faster_lr(dvc_repo) -> dict:
     """A branch `faster-lr` of the shared repo: train.learning_rate 3e-3, reproduced by
     `dvc repro` and committed; the repo is left back on its baseline. Returns the baseline
-    commit, what `dvc status` called stale before the repro, and the repro's log."""
+    commit, what `dvc status` called stale before and after the repro, and the repro's log."""
     root, _ = dvc_repo
     base = sh(root, "git", "rev-parse", "HEAD").strip()
     branch = sh(root, "git", "branch", "--show-current").strip()
@@ -275,8 +275,10 @@ def faster_lr(dvc_repo) -> dict:
         set_param(root, "train", "learning_rate", 3.0e-3)
         stale = set(yaml.safe_load(dvc(root, "status", "--json")))
         log = dvc(root, "repro")
+        stale_after = set(yaml.safe_load(dvc(root, "status", "--json")))
         sh(root, "git", "commit", "-qam", "faster learning rate")
     finally:
         sh(root, "git", "checkout", "-q", "-f", branch)
         dvc(root, "checkout", "-q")
-    return {"base": base, "branch": "faster-lr", "stale": stale, "log": log}
+    return {"base": base, "branch": "faster-lr", "stale": stale, "log": log,
+            "stale_after": stale_after}

@@ -54,6 +54,7 @@ def test_a_train_param_change_reruns_train_and_its_dependents(faster_lr):
     # (the shared `faster_lr` branch: train.learning_rate changed, then `dvc repro`)
     assert faster_lr["stale"] == {"train"}
     assert sorted(ran(faster_lr["log"])) == ["evaluate", "export", "train"]
+    assert faster_lr["stale_after"] == set()
 
 
 @pytest.mark.parametrize(("section", "key", "value", "reading", "expected"), [
