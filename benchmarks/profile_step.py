@@ -5,9 +5,10 @@ the real tokenized data, one static-shape batch per sequence length) with
 tf.profiler.experimental, reads the trace (XSpace protobuf), and prints for each precision and
 length: the step's wall time, and the time every op kernel ran, grouped by kind (matmuls;
 attention softmax, reshapes and transposes; GELU; layer norm; dropout and its RNG; casts; the
-embedding gradient; the optimizer update; the rest), as shares of the step. "No op running" is
-the part of the step when no kernel ran at all: graph scheduling and op dispatch. Kernels on
-the two inter-op threads can overlap, so the shares can add up to more than 100%.
+embedding gradient; the optimizer update; the rest), in ms a step and as shares of all kernel
+time (kernels on the two inter-op threads overlap, so kernel time can exceed the step's wall
+time). "No op running" is the part of the step's wall time when no kernel ran at all: graph
+scheduling and op dispatch.
 
 Usage (from the repo root, after `dvc repro tokenize`; `make profile`):
     python -m benchmarks.profile_step [--lengths 32 64] [--precisions float32 mixed_bfloat16]
@@ -31,7 +32,7 @@ from emotion.files import TOKENIZED_DIR
 from emotion.hardware import cpu_model, speed_flags
 from emotion.model import new_classifier, seed_everything
 from emotion.params import load_params, model_source
-from emotion.training import PRECISIONS, float32_head, make_train_step, set_precision
+from emotion.training import PRECISIONS, make_train_step, set_precision
 
 MATMULS = {"MatMul", "BatchMatMulV2", "BatchMatMulV3", "_MklMatMul", "_FusedMatMul",
            "_MklNativeFusedMatMul", "_MklFusedMatMul", "_MklBatchMatMulV2", "Einsum",
@@ -126,8 +127,6 @@ def profile(precision: str, lengths: list[int], steps: int, keep: str | None) ->
                            classifier_dropout=train_params["classifier_dropout"],
                            classifier_init=train_params["classifier_init"],
                            seed=train_params["seed"])
-    if precision != "float32":
-        float32_head(model)
     optimizer = tf_keras.optimizers.Adam(train_params["learning_rate"])
     optimizer.build(model.trainable_variables)
     step = make_train_step(model, optimizer)

@@ -27,7 +27,7 @@ from emotion.files import RAW_DIR, SPLITS, TOKENIZED_DIR
 from emotion.hardware import cpu_model, speed_flags
 from emotion.model import new_classifier, seed_everything
 from emotion.params import load_params, model_source
-from emotion.training import float32_head, make_train_step, set_precision, train_step_function
+from emotion.training import make_train_step, set_precision, train_step_function
 
 
 def matmul_peak(size: int = 4096, repeats: int = 5, dtype=tf.float32) -> float:
@@ -149,8 +149,6 @@ def main() -> None:
                                pooling=train_params["pooling"],
                                classifier_dropout=train_params["classifier_dropout"],
                                classifier_init=train_params["classifier_init"], seed=seed)
-        if precision != "float32":
-            float32_head(model)
         optimizer = tf_keras.optimizers.Adam(train_params["learning_rate"])
         optimizer.build(model.trainable_variables)
         return model, optimizer

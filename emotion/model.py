@@ -40,7 +40,8 @@ def seed_everything(seed: int) -> None:
 def new_classifier(checkpoint: str, revision: str | None, names: list[str], *, pooling: str,
                    classifier_dropout: float, classifier_init: str, seed: int) -> Any:
     """The pretrained encoder with a new classification head for `names` (see the module
-    docstring); the head's initial weights depend only on `seed`."""
+    docstring); the head's initial weights depend only on `seed`. Under a mixed-precision
+    Keras policy (train.precision) the head, and so the logits, still compute in float32."""
     import tf_keras
     from transformers import AutoConfig
 
@@ -64,6 +65,10 @@ def new_classifier(checkpoint: str, revision: str | None, names: list[str], *, p
     model.config.classifier_init = classifier_init
     if classifier_init == "glorot_uniform":
         head.kernel.assign(tf_keras.initializers.GlorotUniform(seed=seed)(head.kernel.shape))
+    if head.compute_dtype != "float32":  # the usual mixed-precision practice: the softmax of
+        # 16-bit logits is coarse. Private API: a layer's policy is set at construction, which
+        # from_pretrained does.
+        head._set_dtype_policy("float32")
     return model
 
 

@@ -37,13 +37,6 @@ def set_precision(precision: str) -> str | None:
     return note
 
 
-def float32_head(model: Any) -> None:
-    """Compute the classifier head, and so the logits, in float32 whatever the policy (the
-    usual mixed-precision practice: the softmax of 16-bit logits is coarse)."""
-    # Private API: a layer's policy is set at construction, which from_pretrained does.
-    model.classifier._set_dtype_policy("float32")
-
-
 def learning_rate(settings: dict, steps_per_epoch: int) -> float | Any:
     """The constant learning rate, or a schedule: linear warm-up from 0, then linear decay to 0
     at the last step."""

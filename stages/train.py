@@ -56,7 +56,6 @@ from emotion.training import (
     LR_SCHEDULES,
     PRECISIONS,
     dropout_generators,
-    float32_head,
     learning_rate,
     make_train_step,
     set_precision,
@@ -145,8 +144,6 @@ def main() -> None:
         settings["checkpoint"], settings["revision"], names, pooling=settings["pooling"],
         classifier_dropout=settings["classifier_dropout"],
         classifier_init=settings["classifier_init"], seed=settings["seed"])
-    if settings["precision"] != "float32":
-        float32_head(model)
     model.config.precision = settings["precision"]  # recorded in the saved config.json
     train_ids, train_labels = list(train["input_ids"]), list(train["label"])
     validation_ids, validation_labels = list(validation["input_ids"]), list(validation["label"])
