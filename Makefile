@@ -17,7 +17,7 @@ MALLOC_ENV := MALLOC_ARENA_MAX=1 MALLOC_MMAP_THRESHOLD_=33554432 \
 	MALLOC_TRIM_THRESHOLD_=4294967296 MALLOC_TOP_PAD_=268435456
 
 .PHONY: setup setup-dev setup-review repro test test-quick lint bench profile bench-predict review \
-	ci-review seeds check-python clean-venv
+	ci-review push pull remote-status seeds check-python clean-venv
 
 setup: $(VENV)/.installed          ## the pipeline and emotion-predict (Python only)
 setup-dev: $(VENV)/.installed-dev  ## + test and lint tools
@@ -69,6 +69,18 @@ review: setup-review  ## compare BASE (branch/tag/commit/experiment) with the wo
 # check that they belong to the committed code; exits 1 naming the stale stages if not.
 ci-review: setup-review
 	python -m tools.review --base $(BASE) --out review --ci
+
+# DVC's push / pull / status --cloud with the remote checked first: a server that does not
+# answer, rejected or missing credentials, or a missing bucket is one line naming the remote
+# (ARGS: -r NAME, and any dvc option; docs/sharing.md).
+push: setup  ## dvc push, a remote problem told in one line
+	python -m tools.remote push $(ARGS)
+
+pull: setup  ## dvc pull, a remote problem told in one line
+	python -m tools.remote pull $(ARGS)
+
+remote-status: setup  ## dvc status --cloud: what the remote lacks
+	python -m tools.remote status $(ARGS)
 
 # Seed spread: each recipe's metrics as mean ± std over the seeds run as experiments, ranked
 # by mean validation loss (ARGS: --rev REV, -n NUM, --all-commits, --out FILE).

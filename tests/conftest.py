@@ -18,6 +18,7 @@ import runpy
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -28,7 +29,7 @@ if str(ROOT) not in sys.path:  # stages and tools are run in-process from any cw
     sys.path.insert(0, str(ROOT))
 # Tests that run DVC, a pipeline stage or a training step: `make test-quick` leaves them out.
 PIPELINE_FIXTURES = {"dvc_repo", "project", "trained", "prepared", "tokenized", "faster_lr",
-                     "failing_repo"}
+                     "failing_repo", "queued_experiments", "s3"}
 LABELS = ["sadness", "joy", "love", "anger", "fear", "surprise"]
 CUE_WORDS = {
     "sadness": ["miserable", "lonely", "gloomy"],
@@ -205,6 +206,15 @@ def digest(*paths: Path, root: Path | None = None) -> dict[str, str]:
             for f in files}
 
 
+def workspace_state(repo: Path, with_cache: bool = True) -> dict[str, str]:
+    """sha256 of every file of the working tree (untracked and ignored ones too) and of the
+    DVC cache, not of git's own files or DVC's scratch folder: what a failed command must
+    leave as it was."""
+    skip = (".git/", ".dvc/tmp/") + (() if with_cache else (".dvc/cache/",))
+    return {path: sha for path, sha in digest(repo, root=repo).items()
+            if not path.startswith(skip)}
+
+
 def declared_outputs(root: Path) -> list[Path]:
     """Every output dvc.yaml declares, that exists."""
     stages = yaml.safe_load((root / "dvc.yaml").read_text())["stages"].values()
@@ -224,18 +234,37 @@ GIT_ENV = {"GIT_AUTHOR_NAME": "test", "GIT_AUTHOR_EMAIL": "test@example.invalid"
            "GIT_COMMITTER_NAME": "test", "GIT_COMMITTER_EMAIL": "test@example.invalid"}
 
 
-def sh(cwd: Path, *args: str) -> str:
-    """Run a command with the test's Python (and its dvc) first on PATH; fail loudly."""
-    env = {**os.environ, **GIT_ENV,
-           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    result = subprocess.run(args, cwd=cwd, env=env, text=True, capture_output=True)
+def run_command(cwd: Path, *args: str,
+                env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """Run a command with the test's Python (and its dvc) first on PATH, plus env; never
+    raises."""
+    return subprocess.run(args, cwd=cwd, env=command_env(env), text=True, capture_output=True)
+
+
+def command_env(env: dict[str, str] | None = None) -> dict[str, str]:
+    """This environment with the test's Python first on PATH, git's identity, and env."""
+    return {**os.environ, **GIT_ENV, **(env or {}),
+            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+
+
+def sh(cwd: Path, *args: str, env: dict[str, str] | None = None) -> str:
+    """run_command(), failing loudly; its stdout."""
+    result = run_command(cwd, *args, env=env)
     assert result.returncode == 0, (
         f"{' '.join(args)}\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
     return result.stdout
 
 
-def dvc(cwd: Path, *args: str) -> str:
-    return sh(cwd, sys.executable, "-m", "dvc", *args)
+def dvc(cwd: Path, *args: str, env: dict[str, str] | None = None) -> str:
+    return sh(cwd, sys.executable, "-m", "dvc", *args, env=env)
+
+
+def fresh_clone(root: Path, folder: Path) -> Path:
+    """A git clone of the repo: no DVC cache, so data and models are absent."""
+    sh(folder.parent, "git", "clone", "-q", str(root), str(folder))
+    if (root / "node_modules").exists():
+        (folder / "node_modules").symlink_to((root / "node_modules").resolve())
+    return folder
 
 
 def copy_workspace(source: Path, folder: Path, with_repo: bool = False) -> Path:
@@ -282,3 +311,80 @@ def faster_lr(dvc_repo) -> dict:
         dvc(root, "checkout", "-q")
     return {"base": base, "branch": "faster-lr", "stale": stale, "log": log,
             "stale_after": stale_after}
+
+
+def ci_review(root: Path, base: str, out: Path,
+              env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """`make ci-review` (tools.review --ci) of base against root's workspace; never raises."""
+    return run_command(root, sys.executable, "-m", "tools.review", "--base", base, "--out",
+                       str(out), "--ci", env=env)
+
+
+# --- DVC's experiment queue -------------------------------------------------------------
+
+# What docs/experiments.md tells users to set on `dvc queue start`: one TF thread pool each.
+THREAD_CAP = {"TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1"}
+QUEUE_TIMEOUT = 600.0
+
+
+def processes_under(root: Path) -> dict[int, dict]:
+    """Running processes whose working folder is root or below it: cwd, argv, environment."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cwd = os.readlink(entry / "cwd")
+            if not (cwd == str(root) or cwd.startswith(f"{root}/")):
+                continue
+            argv = (entry / "cmdline").read_bytes().decode(errors="replace").split("\0")
+            environ = dict(item.split("=", 1) for item in
+                           (entry / "environ").read_bytes().decode(errors="replace").split("\0")
+                           if "=" in item)
+        except OSError:  # ended meanwhile
+            continue
+        found[int(entry.name)] = {"cwd": cwd, "argv": argv, "environ": environ}
+    return found
+
+
+def is_training(argv: list[str]) -> bool:
+    """The train stage's Python process (`python -m stages.train`)."""
+    return any(argv[i:i + 2] == ["-m", "stages.train"] for i in range(len(argv)))
+
+
+@pytest.fixture(scope="session")
+def queued_experiments(dvc_repo, tmp_path_factory) -> dict:
+    """A copy of the shared repo where DVC's queue ran three experiments with two workers,
+    as docs/experiments.md runs seeds: seeds 1 and 2 (up to evaluate), and `broken`, whose
+    bad param fails the train stage. `dvc queue start` gets THREAD_CAP in its environment.
+    Returns the repo, the most training processes seen at once, every training process seen
+    (pid: cwd, argv, environ) and the final `dvc queue status`."""
+    source, _ = dvc_repo
+    root = copy_workspace(source, tmp_path_factory.mktemp("queue") / "repo", with_repo=True)
+    shutil.rmtree(root / ".dvc/tmp", ignore_errors=True)  # no queue state of the source
+    dvc(root, "exp", "remove", "--all-commits")
+    workspace_before = workspace_state(root, with_cache=False)
+    for name, param in (("seed-1", "train.seed=1"), ("seed-2", "train.seed=2"),
+                        ("broken", "train.precision=bogus")):
+        dvc(root, "exp", "run", "evaluate", "--queue", "-S", param, "-n", name)
+    # The workers outlive `dvc queue start` and inherit its stdout: a file, not a pipe that
+    # would keep this call waiting until they end.
+    with open(root.parent / "queue-start.log", "w") as log:
+        subprocess.run([sys.executable, "-m", "dvc", "queue", "start", "-j", "2"], cwd=root,
+                       env=command_env(THREAD_CAP), stdout=log, stderr=subprocess.STDOUT,
+                       check=True)
+    trainers, most_at_once, seen_any = {}, 0, False
+    deadline = time.monotonic() + QUEUE_TIMEOUT
+    while time.monotonic() < deadline:  # until the workers (cwd: the repo) are gone
+        running = processes_under(root)
+        seen_any = seen_any or bool(running)
+        now = {pid: info for pid, info in running.items() if is_training(info["argv"])}
+        trainers.update(now)
+        most_at_once = max(most_at_once, len(now))
+        if seen_any and not running:
+            break
+        time.sleep(0.2)
+    status = dvc(root, "queue", "status")
+    assert seen_any and not processes_under(root), f"queue still running:\n{status}"
+    return {"root": root, "most_at_once": most_at_once, "trainers": trainers,
+            "status": status, "workspace_before": workspace_before}

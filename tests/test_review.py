@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from conftest import dvc, outputs_digest, set_param, sh
+from conftest import dvc, fresh_clone, outputs_digest, set_param, sh
 
 from tools.compare import accuracy_interval, compare, mcnemar_exact, why_not_comparable
 from tools.review import NO_CHANGES, STALE
@@ -26,14 +26,6 @@ CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic
 def review(root: Path, base: str, out: Path, *options: str) -> str:
     sh(root, sys.executable, "-m", "tools.review", "--base", base, "--out", str(out), *options)
     return (out / "report.md").read_text()
-
-
-def fresh_clone(root: Path, folder: Path) -> Path:
-    """A git clone of the repo: no DVC cache, so data and models are absent."""
-    sh(folder.parent, "git", "clone", "-q", str(root), str(folder))
-    if (root / "node_modules").exists():
-        (folder / "node_modules").symlink_to((root / "node_modules").resolve())
-    return folder
 
 
 @pytest.fixture(scope="module")

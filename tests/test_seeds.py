@@ -20,35 +20,33 @@ def table_rows(text: str) -> list[list[str]]:
     return [[cell.strip() for cell in line.strip("|").split("|")] for line in lines[2:]]
 
 
-def test_seeds_of_real_experiments_summarised_and_unfinished_ones_left_out(dvc_repo, tmp_path):
-    source, _ = dvc_repo
+def test_seeds_of_real_experiments_summarised_and_unfinished_ones_left_out(queued_experiments,
+                                                                           tmp_path):
+    # The queue's runs (seeds 1 and 2 finished, one failed) in a copy, plus one queued here.
     root = tmp_path / "repo"
-    shutil.copytree(source, root, symlinks=True)  # with its DVC cache: nothing upstream reruns
-    dvc(root, "exp", "remove", "--all-commits")
-    # As the README runs seeds: up to evaluate (the SavedModel export is not needed).
-    dvc(root, "exp", "run", "evaluate", "-S", "train.seed=1", "-n", "seed-1")
-    dvc(root, "exp", "run", "evaluate", "--queue", "-S", "train.seed=2", "-n", "seed-2")
+    shutil.copytree(queued_experiments["root"], root, symlinks=True)
+    dvc(root, "exp", "run", "evaluate", "--queue", "-S", "train.seed=3", "-n", "seed-3")
 
     out = tmp_path / "spread.md"
     printed = sh(root, sys.executable, "-m", "tools.seeds", "--out", str(out))
     assert out.read_text() == printed
 
-    # The committed baseline (seed 7) and the experiment differ only in the seed: one recipe
-    # of two runs. Expected figures from the runs' own metrics files in git.
+    # The committed baseline (seed 7) and the experiments differ only in the seed: one recipe
+    # of three runs. Expected figures from the runs' own metrics files in git.
     refs = sh(root, "git", "for-each-ref", "--format=%(refname)", "refs/exps").split()
-    (experiment,) = [ref for ref in refs if ref.endswith("/seed-1")]
+    experiments = [ref for ref in refs if ref.endswith(("/seed-1", "/seed-2"))]
     runs = [json.loads(sh(root, "git", "show", f"{rev}:metrics/evaluate.json"))
-            for rev in ("HEAD", experiment)]
-    assert runs[0] != runs[1]
+            for rev in ("HEAD", *experiments)]
+    assert len(runs) == 3 and runs[0] != runs[1] != runs[2]
     (row,) = table_rows(printed)
     header = [cell.strip() for cell in printed.splitlines()[2].strip("|").split("|")]
     cells = dict(zip(header, row))
-    assert cells["runs (seeds)"] == "2 (1, 7)"
+    assert cells["runs (seeds)"] == "3 (1, 2, 7)"
     for key, column in (("test", "test accuracy"), ("validation", "validation loss")):
         metric = "accuracy" if column.endswith("accuracy") else "loss"
         values = [run[key][metric] for run in runs]
         assert cells[column] == f"{statistics.mean(values):.4f} ± {statistics.stdev(values):.4f}"
-    assert "Left out: 1 queued" in printed
+    assert "Left out: 1 failed, 1 queued" in printed
 
     # A commit that changes no result: HEAD's experiments are none, its run is the old one;
     # with the commit before (-n 2) the two commits' identical runs count once.
@@ -56,7 +54,7 @@ def test_seeds_of_real_experiments_summarised_and_unfinished_ones_left_out(dvc_r
     assert [row[0] for row in table_rows(sh(root, sys.executable, "-m", "tools.seeds"))] == [
         "1 (7)"]
     two_commits = sh(root, sys.executable, "-m", "tools.seeds", "-n", "2")
-    assert [row[0] for row in table_rows(two_commits)] == ["2 (1, 7)"]
+    assert [row[0] for row in table_rows(two_commits)] == ["3 (1, 2, 7)"]
 
 
 def test_bad_revision_is_a_one_line_error(dvc_repo):

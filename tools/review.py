@@ -30,6 +30,7 @@ import vl_convert
 
 from emotion.errors import PipelineError, exit_on_error
 from emotion.files import atomic_output
+from tools import remote
 from tools.commands import dvc, git
 from tools.compare import compare, markdown, read_predictions, why_not_comparable
 
@@ -70,6 +71,7 @@ def unpushed_outputs() -> list[str]:
     a PipelineError if the remote cannot be asked (e.g. no credentials on this machine)."""
     if not dvc("remote", "list").strip():
         return []
+    remote.check()  # one line naming the remote and its problem (server, credentials, bucket)
     status = json.loads(dvc("status", "--cloud", "--json") or "{}")
     paths = [path for path, what in status.items() if what in ("new", "missing")]
     return sorted(path for path in paths  # outputs, not each file inside a folder output
