@@ -1,6 +1,5 @@
 """The review command (make review / tools.review) on two revisions of the tiny project."""
 
-import json
 import re
 import shutil
 import subprocess
@@ -11,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from conftest import dvc, fresh_clone, outputs_digest, set_param, sh
+from conftest import ci_review, dvc, fresh_clone, set_param, sh
 
 from tools.compare import accuracy_interval, compare, mcnemar_exact, why_not_comparable
 from tools.review import NO_CHANGES, STALE
@@ -125,11 +124,6 @@ def test_interactive_page_renders_offline_in_chromium(changed_report, dvc_repo):
 # --- make ci-review: committed results only, never training ---------------------------------
 
 
-def ci_review(root: Path, base: str, out: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "tools.review", "--base", base, "--out",
-                           str(out), "--ci"], cwd=root, text=True, capture_output=True)
-
-
 def test_ci_review_of_a_docs_only_branch_in_a_fresh_clone(dvc_repo, tmp_path):
     root, _ = dvc_repo
     base = sh(root, "git", "rev-parse", "HEAD").strip()
@@ -166,36 +160,6 @@ def test_ci_review_fails_on_params_committed_without_repro(dvc_repo, tmp_path):
     (train_line,) = [line for line in report.splitlines() if line.startswith("> - `train`")]
     assert "param train" in train_line
     assert "`download`" not in report and "`tokenize`" not in report  # absent data is not stale
-
-
-def test_a_local_remote_shares_data_and_model_between_clones(dvc_repo, tmp_path):
-    root, _ = dvc_repo
-    storage = tmp_path / "storage"
-    dvc(root, "remote", "add", "--local", "-f", "shared", str(storage))
-    try:
-        dvc(root, "push", "-r", "shared")
-    finally:
-        dvc(root, "remote", "remove", "--local", "shared")
-    clone = fresh_clone(root, tmp_path / "clone")
-    dvc(clone, "remote", "add", "-d", "shared", str(storage))
-    dvc(clone, "pull")
-    assert outputs_digest(clone) == outputs_digest(root)
-    assert json.loads(dvc(clone, "status", "--json")) == {}
-    log = dvc(clone, "repro")
-    assert "Running stage" not in log
-    # With a remote, ci-review also checks that everything was pushed (it was).
-    result = ci_review(clone, "HEAD", tmp_path / "review")
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "Not pushed" not in (tmp_path / "review/report.md").read_text()
-    # ...and names the outputs a remote lacks.
-    (tmp_path / "empty-storage").mkdir()
-    dvc(clone, "remote", "add", "-f", "-d", "shared", str(tmp_path / "empty-storage"))
-    result = ci_review(clone, "HEAD", tmp_path / "review-empty")
-    assert result.returncode == 0, result.stderr[-3000:]
-    (line,) = [line for line in (tmp_path / "review-empty/report.md").read_text().splitlines()
-               if line.startswith("> Not pushed to the DVC remote")]
-    for output in ("data/raw", "data/tokenized", "models/emotion", "models/serving"):
-        assert f"`{output}`" in line
 
 
 # --- The statistics, against hand-computed cases ------------------------------------------
