@@ -103,7 +103,7 @@ def test_training_interrupted_with_ctrl_c_keeps_the_last_results(repo):
     state = repo / "models/.checkpoints/state.json"
     old_state = state.read_text()
     set_param(repo, "train", "seed", 8)  # a new run, long enough to be interrupted
-    set_param(repo, "train", "epochs", 6)
+    set_param(repo, "train", "epochs", 60)  # ~0.2 s each after the first: time to interrupt
     repro = start_repro(repo)
 
     def first_epoch_done() -> bool:
