@@ -16,6 +16,7 @@ import os
 import random
 import runpy
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -153,6 +154,15 @@ def pytest_collection_modifyitems(items):
     for item in items:
         if PIPELINE_FIXTURES & set(item.fixturenames):
             item.add_marker("pipeline")
+
+
+def as_in_a_terminal() -> None:
+    """preexec_fn for a process the test will Ctrl-C: its own session, and SIGINT's default
+    action. A shell runs background commands with SIGINT ignored, children inherit that,
+    and Python then never raises KeyboardInterrupt (so CI launched in the background would
+    not be able to interrupt anything)."""
+    os.setsid()
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def run_stage(name: str, cwd: Path, **env: str) -> subprocess.CompletedProcess:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from conftest import GIT_ENV, copy_workspace, outputs_digest, set_param, sh
+from conftest import GIT_ENV, as_in_a_terminal, copy_workspace, outputs_digest, set_param, sh
 
 STAGING = ".*.staging-*"
 
@@ -43,7 +43,7 @@ def start_repro(root: Path) -> subprocess.Popen:
     env = {**os.environ, **GIT_ENV}
     return subprocess.Popen([sys.executable, "-m", "dvc", "repro"], cwd=root, env=env,
                             text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            start_new_session=True)
+                            preexec_fn=as_in_a_terminal)
 
 
 def wait_for(condition, process: subprocess.Popen, what: str, timeout: float = 300) -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import (
+    as_in_a_terminal,
     ci_review,
     copy_workspace,
     digest,
@@ -221,15 +222,18 @@ def test_push_killed_midway_is_completed_by_the_next_push(dvc_repo, s3, tmp_path
 
     push = subprocess.Popen([sys.executable, "-m", "tools.remote", "push", "-j", "1"], cwd=a,
                             text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            start_new_session=True)
+                            preexec_fn=as_in_a_terminal)
     while len(s3.keys(PREFIX)) < 50 and push.poll() is None:
         time.sleep(0.05)
     assert push.poll() is None, "the push ended before the server could be killed"
-    # A crash midway: the server and the push both die at once (DVC would otherwise retry
-    # the lost connection for minutes).
     s3.kill()
-    os.killpg(push.pid, signal.SIGKILL)
-    push.wait(timeout=60)
+    time.sleep(1.0)
+    os.killpg(push.pid, signal.SIGINT)  # the user gives up on DVC's retries: Ctrl-C
+    _, stderr = push.communicate(timeout=120)
+    result = subprocess.CompletedProcess(push.args, push.returncode, "", stderr)
+    line = one_line_error(result, s3)
+    assert "dvc push stopped: cannot reach the server" in line
+    assert line.endswith("run `make push` again to finish")
 
     # Server down: the cloud status cannot be known, and says so.
     line = one_line_error(remote(a, "status"), s3)
