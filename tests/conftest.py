@@ -323,11 +323,10 @@ def faster_lr(dvc_repo) -> dict:
             "stale_after": stale_after}
 
 
-def ci_review(root: Path, base: str, out: Path,
-              env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+def ci_review(root: Path, base: str, out: Path) -> subprocess.CompletedProcess:
     """`make ci-review` (tools.review --ci) of base against root's workspace; never raises."""
     return run_command(root, sys.executable, "-m", "tools.review", "--base", base, "--out",
-                       str(out), "--ci", env=env)
+                       str(out), "--ci")
 
 
 # --- DVC's experiment queue -------------------------------------------------------------

@@ -82,13 +82,13 @@ class S3Server:
         self.wait_ready()
         return self
 
-    def client(self, secret_key: str | None = None):
+    def client(self):
+        """A botocore S3 client of the server, with its key."""
         import botocore.session
 
         return botocore.session.get_session().create_client(
             "s3", endpoint_url=self.endpoint, region_name="us-east-1",
-            aws_access_key_id=self.access_key,
-            aws_secret_access_key=secret_key or self.secret_key)
+            aws_access_key_id=self.access_key, aws_secret_access_key=self.secret_key)
 
     def wait_ready(self) -> None:
         """Until an authenticated write and read of the bucket succeed (S3 answers before

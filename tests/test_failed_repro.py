@@ -14,7 +14,15 @@ from pathlib import Path
 
 import psutil
 import pytest
-from conftest import GIT_ENV, as_in_a_terminal, copy_workspace, outputs_digest, set_param, sh
+from conftest import (
+    as_in_a_terminal,
+    command_env,
+    copy_workspace,
+    outputs_digest,
+    run_command,
+    set_param,
+    sh,
+)
 
 STAGING = ".*.staging-*"
 
@@ -40,8 +48,7 @@ def status(root: Path) -> dict:
 
 def start_repro(root: Path) -> subprocess.Popen:
     """`dvc repro` in its own process group, as in a terminal of its own."""
-    env = {**os.environ, **GIT_ENV}
-    return subprocess.Popen([sys.executable, "-m", "dvc", "repro"], cwd=root, env=env,
+    return subprocess.Popen([sys.executable, "-m", "dvc", "repro"], cwd=root, env=command_env(),
                             text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             preexec_fn=as_in_a_terminal)
 
@@ -64,8 +71,7 @@ def test_a_params_typo_keeps_the_last_results(repo):
     before = outputs_digest(repo)
     set_param(repo, "train", "learning_rate", -1)
 
-    result = subprocess.run([sys.executable, "-m", "dvc", "repro"], cwd=repo, text=True,
-                            capture_output=True, env={**os.environ, **GIT_ENV})
+    result = run_command(repo, sys.executable, "-m", "dvc", "repro")
 
     assert result.returncode != 0
     assert "error: param train.learning_rate must be > 0, got -1" in result.stderr

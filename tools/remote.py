@@ -15,8 +15,12 @@ from __future__ import annotations
 import argparse
 import subprocess
 import sys
+from typing import TYPE_CHECKING
 
 from emotion.errors import PipelineError, exit_on_error, first_line
+
+if TYPE_CHECKING:  # dvc is imported when a command runs, not when tools.review imports this
+    from dvc.repo import Repo
 
 # `dvc status --cloud` for `status`: it compares the cache with the remote, nothing moves.
 DVC_COMMANDS = {"push": ["push"], "pull": ["pull"], "status": ["status", "--cloud"]}
@@ -25,11 +29,9 @@ CREDENTIALS_HELP = ("set them in the environment (AWS_ACCESS_KEY_ID / AWS_SECRET
                     "S3) or with `dvc remote modify --local {name} ...`")
 
 
-def remote_name(requested: str | None) -> str:
+def remote_name(repo: Repo, requested: str | None) -> str:
     """The remote a dvc command would use: -r NAME, else the default one."""
-    from dvc.repo import Repo
-
-    config = Repo().config
+    config = repo.config
     name = requested or config["core"].get("remote")
     if not name:
         raise PipelineError("no DVC remote: add one with `dvc remote add -d NAME URL` "
@@ -39,23 +41,19 @@ def remote_name(requested: str | None) -> str:
     return name
 
 
-def describe(name: str) -> str:
+def describe(repo: Repo, name: str) -> str:
     """`DVC remote 'NAME' (URL[, endpoint ENDPOINT])`."""
-    from dvc.repo import Repo
-
-    settings = Repo().config["remote"][name]
+    settings = repo.config["remote"][name]
     endpoint = settings.get("endpointurl")
     where = settings["url"] + (f", endpoint {endpoint}" if endpoint else "")
     return f"DVC remote '{name}' ({where})"
 
 
-def remote_problem(name: str) -> str | None:
+def remote_problem(repo: Repo, name: str) -> str | None:
     """What stops the remote from being used (server unreachable, credentials missing or
     rejected, bucket missing), in a few words; None if it answers."""
-    from dvc.repo import Repo
-
     try:
-        remote = Repo().cloud.get_remote(name)
+        remote = repo.cloud.get_remote(name)
         fs, path = remote.fs, remote.path
         protocols = {fs.protocol} if isinstance(fs.protocol, str) else set(fs.protocol)
         if protocols & OBJECT_STORES:  # `exists` hides errors; `info` raises them
@@ -82,7 +80,8 @@ def remote_problem(name: str) -> str | None:
 
 def run(command: str, dvc_args: list[str], requested_remote: str | None) -> None:
     """Check the remote, then run the dvc command; a PipelineError names what went wrong."""
-    name = check(requested_remote)
+    repo = open_repo()
+    name = check(requested_remote, repo)
     process = subprocess.Popen([sys.executable, "-m", "dvc", *DVC_COMMANDS[command], "-r", name,
                                 *dvc_args], stderr=subprocess.PIPE, text=True)
     try:
@@ -91,19 +90,27 @@ def run(command: str, dvc_args: list[str], requested_remote: str | None) -> None
         _, stderr = process.communicate()
         stderr += "\nERROR: interrupted"
     if process.returncode != 0:
-        problem = remote_problem(name) or last_error(stderr)
+        problem = remote_problem(repo, name) or last_error(stderr)
         again = f"; run `make {command}` again to finish" if command != "status" else ""
-        raise PipelineError(f"{describe(name)}: dvc {command} stopped: {problem}{again}")
+        raise PipelineError(f"{describe(repo, name)}: dvc {command} stopped: {problem}{again}")
     sys.stderr.write(stderr)
 
 
-def check(requested_remote: str | None = None) -> str:
+def check(requested_remote: str | None = None, repo: Repo | None = None) -> str:
     """The remote's name if it can be used; else a PipelineError naming it and the problem."""
-    name = remote_name(requested_remote)
-    problem = remote_problem(name)
+    repo = repo or open_repo()
+    name = remote_name(repo, requested_remote)
+    problem = remote_problem(repo, name)
     if problem:
-        raise PipelineError(f"{describe(name)}: {problem}")
+        raise PipelineError(f"{describe(repo, name)}: {problem}")
     return name
+
+
+def open_repo() -> Repo:
+    """The DVC repository of the working directory (its config and remotes)."""
+    from dvc.repo import Repo
+
+    return Repo()
 
 
 def last_error(stderr: str) -> str:
