@@ -49,35 +49,57 @@ def learning_rate(settings: dict, steps_per_epoch: int) -> float | Any:
     return WarmUp(settings["learning_rate"], decay, warmup_steps) if warmup_steps else decay
 
 
-def train_step_function(model: Any, optimizer: Any) -> Callable:
-    """The tf.function(features, labels) -> (loss, correct) of one optimisation step. With a
-    LossScaleOptimizer (mixed_float16) the gradients are computed on the scaled loss."""
-    loss_fn = tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+def train_step_function(model: Any, optimizer: Any, strategy: Any = None) -> Callable:
+    """The tf.function(features, labels) -> (loss, correct) of one optimisation step on a
+    global batch. Each of the strategy's replicas takes an equal share of the batch rows; when
+    the batch does not divide evenly, the last shares are filled up with copies of its last
+    example, weighted 0. Equal shares make every replica draw as many dropout random numbers,
+    so all replicas' RNG states stay equal and a checkpoint (which holds the first replica's)
+    resumes every replica exactly. A replica's loss is summed over its examples and divided
+    by the global batch size, and the optimizer sums the gradients over the replicas: the
+    update of the whole batch on one device. With a LossScaleOptimizer (mixed_float16) the
+    gradients are computed on the scaled loss. No strategy: TensorFlow's default one."""
+    strategy = strategy or tf.distribute.get_strategy()
+    loss_fn = tf_keras.losses.SparseCategoricalCrossentropy(
+        from_logits=True, reduction=tf_keras.losses.Reduction.SUM)
     scaled = isinstance(optimizer, tf_keras.mixed_precision.LossScaleOptimizer)
 
-    @tf.function
-    def step(features, labels):
+    def replica_step(features, labels):
+        context = tf.distribute.get_replica_context()
+        size = tf.shape(labels)[0]
+        share = -(-size // context.num_replicas_in_sync)  # rows per replica: size / replicas
+        rows = tf.range(share) + share * context.replica_id_in_sync_group  # rounded up
+        weights = tf.cast(rows < size, tf.float32)
+        rows = tf.minimum(rows, size - 1)
+        features = {name: tf.gather(values, rows) for name, values in features.items()}
+        labels = tf.gather(labels, rows)
         with tf.GradientTape() as tape:
             # float32 logits (a no-op under the float32 policy: tf.cast returns its input)
             logits = tf.cast(model(features, training=True).logits, tf.float32)
-            loss = loss_fn(labels, logits)
+            loss = loss_fn(labels, logits, sample_weight=weights) / tf.cast(size, tf.float32)
             target = optimizer.get_scaled_loss(loss) if scaled else loss
         gradients = tape.gradient(target, model.trainable_variables)
         if scaled:
             gradients = optimizer.get_unscaled_gradients(gradients)
         optimizer.apply_gradients(zip(gradients, model.trainable_variables))
-        correct = tf.reduce_sum(tf.cast(tf.argmax(logits, -1, output_type=tf.int32) == labels,
-                                        tf.int32))
+        right = tf.argmax(logits, -1, output_type=tf.int32) == labels
+        correct = tf.reduce_sum(tf.cast(right, tf.float32) * weights)
         return loss, correct
+
+    @tf.function
+    def step(features, labels):
+        loss, correct = strategy.run(replica_step, args=(features, labels))
+        return (strategy.reduce(tf.distribute.ReduceOp.SUM, loss, axis=None),
+                strategy.reduce(tf.distribute.ReduceOp.SUM, correct, axis=None))
 
     return step
 
 
-def make_train_step(model: Any, optimizer: Any) -> Callable:
+def make_train_step(model: Any, optimizer: Any, strategy: Any = None) -> Callable:
     """train_step_function with one graph per sequence length (batch size left open), instead
     of Keras's fit(), whose graph sees every bucket as shape (None, None) and loses the
     static-shape speed-up."""
-    step = train_step_function(model, optimizer)
+    step = train_step_function(model, optimizer, strategy)
     graphs = {}
 
     def run(features, labels):

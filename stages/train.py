@@ -35,6 +35,17 @@ import tf_keras
 import yaml
 
 from emotion.data import bucket_batches, label_names, load_tokenizer, read_split
+from emotion.distribution import (
+    DISTRIBUTIONS,
+    LOST_PEER_ERRORS,
+    broadcast_from_chief,
+    describe,
+    gather_from_replicas,
+    is_chief,
+    lost_peer,
+    make_strategy,
+    worker_deadline,
+)
 from emotion.errors import PipelineError, exit_on_error, first_line
 from emotion.files import (
     CHECKPOINT_DIR,
@@ -95,6 +106,7 @@ def read_train_params() -> dict:
         "lr_schedule": one_of(params, "train", "lr_schedule", LR_SCHEDULES),
         "warmup_ratio": param(params, "train", "warmup_ratio", float),
         "precision": one_of(params, "train", "precision", PRECISIONS),
+        "distribution": one_of(params, "train", "distribution", DISTRIBUTIONS),
     }
     for key in ("classifier_dropout", "warmup_ratio"):
         if not 0 <= settings[key] < 1:
@@ -133,47 +145,71 @@ def train_dependencies() -> list[Path]:
 
 def main() -> None:
     settings = read_train_params()
-    note = set_precision(settings["precision"])
-    if note:
-        print(note, flush=True)
-    seed_everything(settings["seed"])
-    train, validation = read_split(TOKENIZED_DIR, "train"), read_split(TOKENIZED_DIR, "validation")
-    names = label_names(train)
-    tokenizer = load_tokenizer(settings["checkpoint"], settings["revision"])
-    model = new_classifier(
-        settings["checkpoint"], settings["revision"], names, pooling=settings["pooling"],
-        classifier_dropout=settings["classifier_dropout"],
-        classifier_init=settings["classifier_init"], seed=settings["seed"])
-    model.config.precision = settings["precision"]  # recorded in the saved config.json
-    train_ids, train_labels = list(train["input_ids"]), list(train["label"])
-    validation_ids, validation_labels = list(validation["input_ids"]), list(validation["label"])
+    distribution = settings["distribution"]
+    with worker_deadline(distribution):  # multi_worker: every host joins in time, or an error
+        strategy = make_strategy(distribution)  # first: it may set up the devices
+        note = set_precision(settings["precision"])
+        if note:
+            print(note, flush=True)
+        if distribution != "none":
+            print(describe(strategy, distribution), flush=True)
+        seed_everything(settings["seed"])
+        train = read_split(TOKENIZED_DIR, "train")
+        validation = read_split(TOKENIZED_DIR, "validation")
+        names = label_names(train)
+        tokenizer = load_tokenizer(settings["checkpoint"], settings["revision"])
+        train_ids, train_labels = list(train["input_ids"]), list(train["label"])
+        validation_ids = list(validation["input_ids"])
+        validation_labels = list(validation["label"])
 
-    def epoch_batches(epoch: int):
-        return bucket_batches(
-            train_ids, train_labels, batch_size=settings["batch_size"],
-            bucket_lengths=settings["bucket_lengths"], pad_id=tokenizer.pad_token_id,
-            shuffle_seed=settings["seed"] + epoch,
-        )
+        def epoch_batches(epoch: int):
+            return bucket_batches(
+                train_ids, train_labels, batch_size=settings["batch_size"],
+                bucket_lengths=settings["bucket_lengths"], pad_id=tokenizer.pad_token_id,
+                shuffle_seed=settings["seed"] + epoch,
+            )
 
-    batches_per_epoch = sum(1 for _ in epoch_batches(0))  # every epoch has as many
-    optimizer = tf_keras.optimizers.Adam(learning_rate(settings, batches_per_epoch))
-    if settings["precision"] == "mixed_float16":  # dynamic loss scaling
-        optimizer = tf_keras.mixed_precision.LossScaleOptimizer(optimizer)
-    optimizer.build(model.trainable_variables)
-    train_step = make_train_step(model, optimizer)
-    forward = logits_function(model)
+        batches_per_epoch = sum(1 for _ in epoch_batches(0))  # every epoch has as many
+        with strategy.scope():  # the variables of a distributed run are mirrored
+            model = new_classifier(
+                settings["checkpoint"], settings["revision"], names,
+                pooling=settings["pooling"], classifier_dropout=settings["classifier_dropout"],
+                classifier_init=settings["classifier_init"], seed=settings["seed"])
+            model.config.precision = settings["precision"]  # recorded in the saved config.json
+            optimizer = tf_keras.optimizers.Adam(learning_rate(settings, batches_per_epoch))
+            if settings["precision"] == "mixed_float16":  # dynamic loss scaling
+                optimizer = tf_keras.mixed_precision.LossScaleOptimizer(optimizer)
+            optimizer.build(model.trainable_variables)
+            generators = dropout_generators(model)
+        train_step = make_train_step(model, optimizer, strategy)
+        forward = logits_function(model)
 
-    # Resume from the last completed epoch if the checkpoint belongs to this exact run.
-    fingerprint = run_fingerprint(settings)
-    checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer,
-                                     dropout_rng=dropout_generators(model))
-    history = resume(checkpoint, fingerprint, settings["epochs"])
+        # Resume from the last completed epoch if the checkpoint belongs to this exact run.
+        # Only the chief has checkpoints; a multi_worker run hands its state to the others.
+        fingerprint = run_fingerprint(settings)
+        checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer,
+                                         dropout_rng=generators)
+        chief = is_chief(strategy)
+        history = resume(checkpoint, fingerprint, settings["epochs"]) if chief else []
+        first_epoch = len(history)
+        if distribution == "multi_worker":
+            first_epoch = join_workers(strategy, fingerprint, first_epoch)
+            if first_epoch:
+                broadcast_from_chief(strategy, model.variables + optimizer.variables
+                                     + [generator.state for generator in generators])
+                print(f"resuming after epoch {first_epoch} (the chief's checkpoint)",
+                      flush=True)
 
-    for epoch in range(len(history), settings["epochs"]):
+    for epoch in range(first_epoch, settings["epochs"]):
         start = time.perf_counter()
         losses, correct, seen, tokens = [], 0, 0, 0
         for step, (features, labels) in enumerate(epoch_batches(epoch), start=1):
-            loss, batch_correct = train_step(features, labels)
+            try:
+                loss, batch_correct = train_step(features, labels)
+            except LOST_PEER_ERRORS as error:
+                if distribution != "multi_worker":
+                    raise
+                raise lost_peer(error) from None
             losses.append(float(loss) * len(labels))
             correct += int(batch_correct)
             seen += len(labels)
@@ -184,6 +220,10 @@ def main() -> None:
                       f"loss {sum(losses) / seen:.4f} acc {correct / seen:.4f} "
                       f"{seen / elapsed:.1f} examples/s", flush=True)
         train_seconds = time.perf_counter() - start
+        if not chief:  # the other workers of a multi_worker run only train
+            print(f"epoch {epoch + 1}/{settings['epochs']}: loss {sum(losses) / seen:.4f}",
+                  flush=True)
+            continue
         logits = predict_logits(forward, validation_ids, settings["eval_batch_size"],
                                 tokenizer.pad_token_id)
         val_loss, val_accuracy = loss_and_accuracy(logits, np.asarray(validation_labels))
@@ -202,6 +242,9 @@ def main() -> None:
             for key, value in history[-1].items() if key != "epoch"), flush=True)
         save_checkpoint(checkpoint, model, history, fingerprint)
 
+    if not chief:
+        print(f"{describe(strategy, distribution)}: done")
+        return
     best = history[best_epoch(history) - 1]
     model.load_weights(str(best_weights_file(best["epoch"])))
     # The model folder carries all that prediction needs: the head (config.json), the label
@@ -222,11 +265,24 @@ def main() -> None:
                            "accuracy": round(best["val_accuracy"], 6)},
             "train": {"loss": round(best["loss"], 6), "accuracy": round(best["accuracy"], 6)},
             "precision": settings["precision"],
+            **({} if distribution == "none" else {
+                "distribution": distribution, "replicas": strategy.num_replicas_in_sync}),
             "train_minutes": round(sum(row["train_seconds"] for row in history) / 60, 1),
             "examples_per_second": round(
                 float(np.mean([row["examples_per_second"] for row in history])), 1),
         }, indent=2) + "\n")
     print(f"kept epoch {best['epoch']} (lowest validation loss {best['val_loss']:.4f})")
+
+
+def join_workers(strategy, fingerprint: str, completed_epochs: int) -> int:
+    """Check that every worker of a multi_worker run trains the same thing (the same run
+    fingerprint) and return the chief's number of completed epochs, where all start."""
+    rows = gather_from_replicas(strategy, [int(fingerprint[:15], 16), completed_epochs])
+    if any(row[0] != rows[0][0] for row in rows):
+        raise PipelineError("train.distribution multi_worker: the workers' params, code, data "
+                            "or frameworks differ from the chief's (run fingerprints differ): "
+                            "give every host the same commit and `dvc pull`")
+    return rows[0][1]
 
 
 def resume(checkpoint: tf.train.Checkpoint, fingerprint: str, epochs: int) -> list[dict]:
