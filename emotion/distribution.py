@@ -110,6 +110,7 @@ def worker_deadline(distribution: str) -> Iterator[None]:
     if distribution != "multi_worker":
         yield
         return
+    cluster_spec()  # a bad TF_CONFIG is a one-line error before anything starts
     watchdog = start_deadline(worker_timeout())
     try:
         yield
@@ -133,14 +134,26 @@ def gather_from_replicas(strategy: tf.distribute.Strategy, values: Sequence[int]
 def broadcast_from_chief(strategy: tf.distribute.Strategy, variables: Sequence[Any]) -> None:
     """Give every replica the first replica's (the chief's) value of each variable, bit for
     bit: how a resumed multi_worker run hands the chief's checkpoint to the other hosts.
-    A collective operation, like gather_from_replicas."""
+    One all_gather per dtype (of all its variables, flattened); a collective operation, like
+    gather_from_replicas."""
+    by_dtype: dict[Any, list[int]] = {}
+    for position, variable in enumerate(variables):
+        by_dtype.setdefault(variable.dtype, []).append(position)
+
+    def first_replicas_values():
+        context = tf.distribute.get_replica_context()
+        values = [None] * len(variables)
+        for positions in by_dtype.values():
+            group = [variables[position] for position in positions]
+            flat = tf.concat([tf.reshape(variable.read_value(), [-1]) for variable in group], 0)
+            first = context.all_gather(flat[tf.newaxis], axis=0)[0]
+            pieces = tf.split(first, [variable.shape.num_elements() for variable in group])
+            for position, variable, piece in zip(positions, group, pieces):
+                values[position] = tf.reshape(piece, variable.shape)
+        return values
+
     @tf.function
     def broadcast():
-        def first_replicas_values():
-            context = tf.distribute.get_replica_context()
-            return [context.all_gather(variable.read_value()[tf.newaxis], axis=0)[0]
-                    for variable in variables]
-
         values = strategy.run(first_replicas_values)
         for variable, value in zip(variables, values):
             variable.assign(strategy.experimental_local_results(value)[0])

@@ -83,8 +83,9 @@ def write_dataset(folder: Path, seed: int = 0) -> Path:
     return folder
 
 
-def write_tiny_bert(folder: Path) -> Path:
-    """A 2-layer, 32-wide BERT with random weights and a WordPiece tokenizer on our words."""
+def write_tiny_bert(folder: Path, dropout: float = 0.1) -> Path:
+    """A 2-layer, 32-wide BERT with random weights and a WordPiece tokenizer on our words;
+    `dropout` is its hidden and attention dropout (BERT's 0.1 by default)."""
     from transformers import BertConfig, BertTokenizerFast, TFBertModel
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -95,7 +96,8 @@ def write_tiny_bert(folder: Path) -> Path:
     tokenizer = BertTokenizerFast(vocab_file=str(vocab), do_lower_case=True, model_max_length=128)
     tokenizer.save_pretrained(str(folder))
     config = BertConfig(vocab_size=len(specials) + len(words), hidden_size=32, num_hidden_layers=2,
-                        num_attention_heads=2, intermediate_size=64, max_position_embeddings=128)
+                        num_attention_heads=2, intermediate_size=64, max_position_embeddings=128,
+                        hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout)
     model = TFBertModel(config)
     model(model.dummy_inputs)
     model.save_pretrained(str(folder))
@@ -104,9 +106,11 @@ def write_tiny_bert(folder: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def assets(tmp_path_factory) -> dict[str, Path]:
-    """Shared read-only inputs: the synthetic dataset and the tiny BERT."""
+    """Shared read-only inputs: the synthetic dataset, the tiny BERT, and one without dropout
+    (whose training does not depend on how random numbers are split across devices)."""
     root = tmp_path_factory.mktemp("assets")
-    return {"dataset": write_dataset(root / "emotion"), "model": write_tiny_bert(root / "bert")}
+    return {"dataset": write_dataset(root / "emotion"), "model": write_tiny_bert(root / "bert"),
+            "model_without_dropout": write_tiny_bert(root / "bert-no-dropout", dropout=0.0)}
 
 
 def tiny_params(assets: dict[str, Path]) -> dict:

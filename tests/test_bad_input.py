@@ -184,6 +184,8 @@ CASES = {
     "unknown classifier init": ("train", edit("train", classifier_init="zeros"),
                                 "train.classifier_init"),
     "unknown precision": ("train", edit("train", precision="float8"), "train.precision"),
+    "unknown distribution": ("train", edit("train", distribution="horovod"),
+                             "train.distribution"),
     "float16 without a GPU": ("train", edit("train", precision="mixed_float16"),
                               "mixed_float16 needs an NVIDIA GPU"),
     "params.yaml not YAML (download)": ("download", params_not_yaml, "params.yaml line"),
