@@ -125,9 +125,9 @@ def double_the_loss(project) -> None:
     """A semantic change to the training code (the loss it optimises is doubled)."""
     training = project / "emotion/training.py"
     code = training.read_text()
-    assert "loss = loss_fn(labels, logits)" in code
-    training.write_text(code.replace("loss = loss_fn(labels, logits)",
-                                     "loss = 2.0 * loss_fn(labels, logits)"))
+    assert "loss = loss_fn(labels, logits, " in code
+    training.write_text(code.replace("loss = loss_fn(labels, logits, ",
+                                     "loss = 2.0 * loss_fn(labels, logits, "))
 
 
 def test_changed_code_after_a_finished_run_trains_afresh(project, assets):
