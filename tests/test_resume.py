@@ -131,7 +131,9 @@ def double_the_loss(project) -> None:
 
 
 def test_changed_code_after_a_finished_run_trains_afresh(project, assets):
-    params = train_one_epoch(project, assets)
+    # In this process: the project's code is still this repo's, and the fingerprint reads
+    # the project's files either way. The changed code must run as its own process.
+    params = train_one_epoch(project, assets, in_process=True)
     first = (project / "models/emotion/tf_model.h5").read_bytes()
     double_the_loss(project)
     log = run_ok("train", project)
