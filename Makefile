@@ -17,7 +17,7 @@ MALLOC_ENV := MALLOC_ARENA_MAX=1 MALLOC_MMAP_THRESHOLD_=33554432 \
 	MALLOC_TRIM_THRESHOLD_=4294967296 MALLOC_TOP_PAD_=268435456
 
 .PHONY: setup setup-dev setup-review repro test test-quick lint bench profile bench-predict review \
-	ci-review push pull remote-status seeds check-python clean-venv
+	ci-review push pull remote-status seeds train-worker check-python clean-venv
 
 setup: $(VENV)/.installed          ## the pipeline and emotion-predict (Python only)
 setup-dev: $(VENV)/.installed-dev  ## + test and lint tools
@@ -92,6 +92,13 @@ bench: setup  ## training-speed benchmark on the real data (~10 min on 2 cores)
 	env $(MALLOC_ENV) python -m benchmarks.train_speed
 	@if dvc status -q; then /usr/bin/time -f "no-op dvc repro: %es" dvc repro -q; \
 	else echo "pipeline not up to date: no-op dvc repro not timed"; fi
+
+# A non-chief host of a multi_worker run (README "Training on several GPUs or hosts"): the
+# train stage outside DVC, with the malloc settings of dvc.yaml's cmd, so that this host
+# keeps the chief's pace. TF_CONFIG names this host's task.
+train-worker: setup  ## the train stage on a non-chief multi_worker host
+	dvc repro tokenize
+	env $(MALLOC_ENV) python -m stages.train
 
 profile: setup  ## where a training step's time goes, by kind of work (~3 min on 2 cores)
 	dvc repro tokenize
