@@ -6,12 +6,18 @@ tf.profiler.experimental, reads the trace (XSpace protobuf), and prints for each
 length: the step's wall time, and the time every op kernel ran, grouped by kind (matmuls;
 attention softmax, reshapes and transposes; GELU; layer norm; dropout and its RNG; casts; the
 embedding gradient; the optimizer update; the rest), in ms a step and as shares of all kernel
-time (kernels on the two inter-op threads overlap, so kernel time can exceed the step's wall
-time). "No op running" is the part of the step's wall time when no kernel ran at all: graph
+time. "No op running" is the part of the step's wall time when no kernel ran at all: graph
 scheduling and op dispatch.
+
+By default TensorFlow runs two kernels at once (two inter-op threads on 2 cores): kernel time
+then exceeds the step's wall time, and a small kernel that runs beside a matmul counts the
+time it waits for a core. --serial runs one kernel at a time (one inter-op thread, each
+kernel still using every core), so the kinds' times add up to the step and their shares are
+what removing each kind's work would save in that mode.
 
 Usage (from the repo root, after `dvc repro tokenize`; `make profile`):
     python -m benchmarks.profile_step [--lengths 32 64] [--precisions float32 mixed_bfloat16]
+                                      [--serial]
 """
 
 import argparse
@@ -24,7 +30,6 @@ from collections import defaultdict
 
 import numpy as np
 import tensorflow as tf
-import tf_keras
 from tensorflow.tsl.profiler.protobuf import xplane_pb2
 
 from emotion.data import load_tokenizer, read_split
@@ -32,7 +37,7 @@ from emotion.files import TOKENIZED_DIR
 from emotion.hardware import cpu_model, speed_flags
 from emotion.model import new_classifier, seed_everything
 from emotion.params import load_params, model_source
-from emotion.training import PRECISIONS, make_train_step, set_precision
+from emotion.training import PRECISIONS, make_train_step, new_optimizer, set_precision
 
 MATMULS = {"MatMul", "BatchMatMulV2", "BatchMatMulV3", "_MklMatMul", "_FusedMatMul",
            "_MklNativeFusedMatMul", "_MklFusedMatMul", "_MklBatchMatMulV2", "Einsum",
@@ -127,7 +132,7 @@ def profile(precision: str, lengths: list[int], steps: int, keep: str | None) ->
                            classifier_dropout=train_params["classifier_dropout"],
                            classifier_init=train_params["classifier_init"],
                            seed=train_params["seed"])
-    optimizer = tf_keras.optimizers.Adam(train_params["learning_rate"])
+    optimizer = new_optimizer({**train_params, "precision": precision}, steps_per_epoch=1)
     optimizer.build(model.trainable_variables)
     step = make_train_step(model, optimizer)
     pad_id = load_tokenizer(checkpoint, revision).pad_token_id
@@ -168,9 +173,14 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=10, help="traced steps per length")
     parser.add_argument("--keep-traces", metavar="DIR",
                         help="keep the traces there (viewable in TensorBoard's profiler)")
+    parser.add_argument("--serial", action="store_true",
+                        help="one kernel at a time (one inter-op thread): additive times")
     args = parser.parse_args()
+    if args.serial:  # before TensorFlow runs anything
+        tf.config.threading.set_inter_op_parallelism_threads(1)
     print(f"CPU: {cpu_model()}; flags: {' '.join(speed_flags()) or 'unknown'}; "
-          f"{os.cpu_count()} logical CPUs; TF {tf.__version__}")
+          f"{os.cpu_count()} logical CPUs; TF {tf.__version__}"
+          + ("; one inter-op thread (--serial)" if args.serial else ""))
     for precision in args.precisions:
         profile(precision, args.lengths, args.steps, args.keep_traces)
 

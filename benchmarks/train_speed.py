@@ -8,8 +8,9 @@ Compares three input pipelines for the same model and optimizer step:
 and prints examples/s, tokens/s, mean padded length, the (c)/(a) ratio, and the achieved
 FLOP/s as a share of this machine's dense float32 matmul peak (measured here too). Then (c)
 again in mixed bfloat16 (train.precision: mixed_bfloat16), against the bfloat16 matmul peak,
-with the speed-up over float32. Also times the tokenizer on all texts. Figures, not
-assertions; the CPU model and its flags are printed first.
+with the speed-up over float32, and both precisions with the step compiled by XLA
+(train.xla). Also times the tokenizer on all texts. Figures, not assertions; the CPU model
+and its flags are printed first.
 
 Usage (from the repo root, after `dvc repro tokenize`): python -m benchmarks.train_speed
 """
@@ -20,14 +21,13 @@ import time
 
 import numpy as np
 import tensorflow as tf
-import tf_keras
 
 from emotion.data import bucket_batches, encode, load_tokenizer, read_split
 from emotion.files import RAW_DIR, SPLITS, TOKENIZED_DIR
 from emotion.hardware import cpu_model, speed_flags
 from emotion.model import new_classifier, seed_everything
 from emotion.params import load_params, model_source
-from emotion.training import make_train_step, set_precision, train_step_function
+from emotion.training import make_train_step, new_optimizer, set_precision, train_step_function
 
 
 def matmul_peak(size: int = 4096, repeats: int = 5, dtype=tf.float32) -> float:
@@ -149,7 +149,8 @@ def main() -> None:
                                pooling=train_params["pooling"],
                                classifier_dropout=train_params["classifier_dropout"],
                                classifier_init=train_params["classifier_init"], seed=seed)
-        optimizer = tf_keras.optimizers.Adam(train_params["learning_rate"])
+        optimizer = new_optimizer({**train_params, "precision": precision},
+                                  steps_per_epoch=len(labels) // batch_size)
         optimizer.build(model.trainable_variables)
         return model, optimizer
 
@@ -177,6 +178,15 @@ def main() -> None:
     bf16 = measure("(c) in mixed bfloat16 (vs its peak)", make_train_step(model, optimizer),
                    buckets(), train_flops, args.seconds, bf16_peak)
     print(f"mixed bfloat16 / float32 (c): {bf16['examples_s'] / project['examples_s']:.2f}x")
+    for precision, uncompiled, matmul_peak_here in (("float32", project, peak),
+                                                    ("mixed_bfloat16", bf16, bf16_peak)):
+        model, optimizer = build(precision)
+        compiled = measure(f"(c) {precision}, train.xla: true",
+                           make_train_step(model, optimizer, jit_compile=True), buckets(),
+                           train_flops, args.seconds, matmul_peak_here)
+        print(f"train.xla true / false in {precision} (c): "
+              f"{compiled['examples_s'] / uncompiled['examples_s']:.2f}x; "
+              f"/ float32 without XLA: {compiled['examples_s'] / project['examples_s']:.2f}x")
     epoch_minutes = len(labels) / project["examples_s"] / 60
     print(f"projected default run: {epoch_minutes:.1f} min/epoch, "
           f"{epoch_minutes * train_params['epochs']:.0f} min for {train_params['epochs']} epochs "

@@ -1,6 +1,6 @@
-"""Training: the precision, the learning-rate schedule, the optimisation step with one
-static-shape graph per sequence length, and the dropout RNG state that checkpoints must
-carry."""
+"""Training: the precision, the learning-rate schedule, the optimizer, the optimisation step
+with one static-shape graph per sequence length, and the dropout RNG state that checkpoints
+must carry."""
 
 from __future__ import annotations
 
@@ -49,7 +49,17 @@ def learning_rate(settings: dict, steps_per_epoch: int) -> float | Any:
     return WarmUp(settings["learning_rate"], decay, warmup_steps) if warmup_steps else decay
 
 
-def train_step_function(model: Any, optimizer: Any, strategy: Any = None) -> Callable:
+def new_optimizer(settings: dict, steps_per_epoch: int) -> Any:
+    """tf_keras' Adam at learning_rate(settings, steps_per_epoch), wrapped for dynamic loss
+    scaling under mixed_float16."""
+    optimizer = tf_keras.optimizers.Adam(learning_rate(settings, steps_per_epoch))
+    if settings["precision"] == "mixed_float16":
+        optimizer = tf_keras.mixed_precision.LossScaleOptimizer(optimizer)
+    return optimizer
+
+
+def train_step_function(model: Any, optimizer: Any, strategy: Any = None,
+                        jit_compile: bool = False) -> Callable:
     """The tf.function(features, labels) -> (loss, correct) of one optimisation step on a
     global batch. Each of the strategy's replicas takes an equal share of the batch rows; when
     the batch does not divide evenly, the last shares are filled up with copies of its last
@@ -58,7 +68,8 @@ def train_step_function(model: Any, optimizer: Any, strategy: Any = None) -> Cal
     resumes every replica exactly. A replica's loss is summed over its examples and divided
     by the global batch size, and the optimizer sums the gradients over the replicas: the
     update of the whole batch on one device. With a LossScaleOptimizer (mixed_float16) the
-    gradients are computed on the scaled loss. No strategy: TensorFlow's default one."""
+    gradients are computed on the scaled loss. No strategy: TensorFlow's default one.
+    jit_compile: the whole step compiled by XLA (train.xla; the default strategy only)."""
     strategy = strategy or tf.distribute.get_strategy()
     loss_fn = tf_keras.losses.SparseCategoricalCrossentropy(
         from_logits=True, reduction=tf_keras.losses.Reduction.SUM)
@@ -86,7 +97,7 @@ def train_step_function(model: Any, optimizer: Any, strategy: Any = None) -> Cal
         correct = tf.reduce_sum(tf.cast(right, tf.float32) * weights)
         return loss, correct
 
-    @tf.function
+    @tf.function(jit_compile=jit_compile)
     def step(features, labels):
         loss, correct = strategy.run(replica_step, args=(features, labels))
         return (strategy.reduce(tf.distribute.ReduceOp.SUM, loss, axis=None),
@@ -95,11 +106,12 @@ def train_step_function(model: Any, optimizer: Any, strategy: Any = None) -> Cal
     return step
 
 
-def make_train_step(model: Any, optimizer: Any, strategy: Any = None) -> Callable:
+def make_train_step(model: Any, optimizer: Any, strategy: Any = None,
+                    jit_compile: bool = False) -> Callable:
     """train_step_function with one graph per sequence length (batch size left open), instead
     of Keras's fit(), whose graph sees every bucket as shape (None, None) and loses the
     static-shape speed-up."""
-    step = train_step_function(model, optimizer, strategy)
+    step = train_step_function(model, optimizer, strategy, jit_compile)
     graphs = {}
 
     def run(features, labels):

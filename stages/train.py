@@ -4,9 +4,10 @@ The reference recipe (the defaults): a Dense softmax layer on BERT's pooled [CLS
 Adam at a constant train.learning_rate, sparse categorical cross-entropy, accuracy,
 train.epochs epochs, validation after each. Options: other heads (see emotion.model),
 train.lr_schedule: linear (warm-up over train.warmup_ratio of the steps, then linear decay to
-0) and train.precision (mixed_bfloat16 on CPUs with bfloat16 units, mixed_float16 on GPUs;
-weights stay float32, see emotion.training). Batches are length-bucketed (see
-emotion.data.bucket_batches) and each bucket length gets its own static-shape training graph.
+0), train.precision (mixed_bfloat16 on CPUs with bfloat16 units, mixed_float16 on GPUs;
+weights stay float32, see emotion.training) and train.xla (the step compiled by XLA). Batches
+are length-bucketed (see emotion.data.bucket_batches) and each bucket length gets its own
+static-shape training graph.
 
 Resumable: after every epoch the model, optimizer and dropout RNG state go to
 models/.checkpoints/. A rerun with the same params and data continues from the last completed
@@ -31,7 +32,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import tensorflow as tf
-import tf_keras
 import yaml
 
 from emotion.data import bucket_batches, label_names, load_tokenizer, read_split
@@ -67,8 +67,8 @@ from emotion.training import (
     LR_SCHEDULES,
     PRECISIONS,
     dropout_generators,
-    learning_rate,
     make_train_step,
+    new_optimizer,
     set_precision,
 )
 
@@ -107,7 +107,11 @@ def read_train_params() -> dict:
         "warmup_ratio": param(params, "train", "warmup_ratio", float),
         "precision": one_of(params, "train", "precision", PRECISIONS),
         "distribution": one_of(params, "train", "distribution", DISTRIBUTIONS),
+        "xla": param(params, "train", "xla", bool),
     }
+    if settings["xla"] and settings["distribution"] != "none":
+        raise PipelineError(f"param train.xla: true needs train.distribution none, got "
+                            f"{settings['distribution']!r}")
     for key in ("classifier_dropout", "warmup_ratio"):
         if not 0 <= settings[key] < 1:
             raise PipelineError(f"param train.{key} must be in [0, 1), got {settings[key]!r}")
@@ -176,12 +180,10 @@ def main() -> None:
                 pooling=settings["pooling"], classifier_dropout=settings["classifier_dropout"],
                 classifier_init=settings["classifier_init"], seed=settings["seed"])
             model.config.precision = settings["precision"]  # recorded in the saved config.json
-            optimizer = tf_keras.optimizers.Adam(learning_rate(settings, batches_per_epoch))
-            if settings["precision"] == "mixed_float16":  # dynamic loss scaling
-                optimizer = tf_keras.mixed_precision.LossScaleOptimizer(optimizer)
+            optimizer = new_optimizer(settings, batches_per_epoch)
             optimizer.build(model.trainable_variables)
             generators = dropout_generators(model)
-        train_step = make_train_step(model, optimizer, strategy)
+        train_step = make_train_step(model, optimizer, strategy, jit_compile=settings["xla"])
         forward = logits_function(model)
 
         # Resume from the last completed epoch if the checkpoint belongs to this exact run.
@@ -267,6 +269,7 @@ def main() -> None:
             "precision": settings["precision"],
             **({} if distribution == "none" else {
                 "distribution": distribution, "replicas": strategy.num_replicas_in_sync}),
+            **({"xla": True} if settings["xla"] else {}),
             "train_minutes": round(sum(row["train_seconds"] for row in history) / 60, 1),
             "examples_per_second": round(
                 float(np.mean([row["examples_per_second"] for row in history])), 1),

@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+import h5py
 import pandas as pd
 import pytest
 from conftest import (
@@ -111,6 +112,35 @@ def test_more_epochs_continue_a_finished_run(project, assets):
     log = run_ok("train", project, in_process=True)
     assert "resuming after epoch 1" in log
     assert len(pd.read_csv(project / "plots/train/history.csv")) == 2
+
+
+def test_xla_compiled_training_continues_to_the_bytes_of_one_run(project, assets):
+    """train.xla: 2 epochs in one run, and 1 epoch continued to 2 (the resume path: weights,
+    Adam's state and the dropout RNG from the checkpoint), end with the same bytes. One
+    bucket length keeps XLA's compilations (one per batch shape) few."""
+    def saved_weights() -> list[bytes]:
+        """The saved model's weights in the file's (alphabetical) order. Not the file's bytes:
+        it names the layers, and each model built in this process gets new names."""
+        weights = []
+        with h5py.File(project / "models/emotion/tf_model.h5") as saved:
+            saved.visititems(lambda name, item: weights.append(item[()].tobytes())
+                             if isinstance(item, h5py.Dataset) else None)
+        return weights
+
+    params = tiny_params(assets)
+    params["train"].update(epochs=2, xla=True, bucket_lengths=[128])
+    write_params(project, params)
+    assert "resuming" not in run_ok("train", project, in_process=True)
+    assert json.loads((project / "metrics/train.json").read_text())["xla"] is True
+    uninterrupted = saved_weights(), (project / "plots/train/history.csv").read_bytes()
+    shutil.rmtree(project / "models")
+    for epochs in (1, 2):
+        params["train"]["epochs"] = epochs
+        write_params(project, params)
+        log = run_ok("train", project, in_process=True)
+    assert "resuming after epoch 1" in log
+    assert len(uninterrupted[0]) > 40
+    assert (saved_weights(), (project / "plots/train/history.csv").read_bytes()) == uninterrupted
 
 
 def test_more_epochs_restart_a_linear_schedule(project, assets):
