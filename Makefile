@@ -51,7 +51,7 @@ repro: setup  ## run the whole pipeline (about 55 min on 2 CPU cores)
 	dvc repro
 
 # The 15 slowest tests are listed at the end of every run (docs/development.md).
-test: setup-dev setup-review  ## lint + the test suite (about 15-16.5 min on 2 CPU cores)
+test: setup-dev setup-review  ## lint + the test suite (about 15-17 min on 2 CPU cores)
 	ruff check emotion stages tests benchmarks tools
 	python -m pytest --durations=15
 
