@@ -132,7 +132,8 @@ def profile(precision: str, lengths: list[int], steps: int, keep: str | None) ->
                            classifier_dropout=train_params["classifier_dropout"],
                            classifier_init=train_params["classifier_init"],
                            seed=train_params["seed"])
-    optimizer = new_optimizer({**train_params, "precision": precision}, steps_per_epoch=1)
+    optimizer = new_optimizer({**train_params, "precision": precision},
+                              steps_per_epoch=len(labels) // train_params["batch_size"])
     optimizer.build(model.trainable_variables)
     step = make_train_step(model, optimizer)
     pad_id = load_tokenizer(checkpoint, revision).pad_token_id

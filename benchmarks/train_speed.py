@@ -184,9 +184,10 @@ def main() -> None:
         compiled = measure(f"(c) {precision}, train.xla: true",
                            make_train_step(model, optimizer, jit_compile=True), buckets(),
                            train_flops, args.seconds, matmul_peak_here)
+        versus_float32 = ("" if uncompiled is project else f"; / float32 without XLA: "
+                          f"{compiled['examples_s'] / project['examples_s']:.2f}x")
         print(f"train.xla true / false in {precision} (c): "
-              f"{compiled['examples_s'] / uncompiled['examples_s']:.2f}x; "
-              f"/ float32 without XLA: {compiled['examples_s'] / project['examples_s']:.2f}x")
+              f"{compiled['examples_s'] / uncompiled['examples_s']:.2f}x{versus_float32}")
     epoch_minutes = len(labels) / project["examples_s"] / 60
     print(f"projected default run: {epoch_minutes:.1f} min/epoch, "
           f"{epoch_minutes * train_params['epochs']:.0f} min for {train_params['epochs']} epochs "
