@@ -25,6 +25,9 @@ from typing import IO, TextIO
 
 from emotion.errors import PipelineError, first_line
 from emotion.files import MODEL_DIR, atomic_output
+from emotion.onnx_runtime import DEFAULT_FOLDER as ONNX_DIR
+from emotion.onnx_runtime import VARIANT_FILES
+from emotion.predict import BACKENDS, TextClassifier
 
 INPUT_FORMATS = {".txt": "txt", ".csv": "csv", ".jsonl": "jsonl", ".json": "jsonl",
                  ".parquet": "parquet"}
@@ -54,8 +57,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("-o", "--output", type=Path, metavar="FILE",
                         help="write to FILE (replaced only once all is written) instead of "
                         "stdout")
-    parser.add_argument("-m", "--model", type=Path, default=MODEL_DIR, metavar="DIR",
-                        help=f"the trained model folder; default: {MODEL_DIR}")
+    parser.add_argument("-m", "--model", type=Path, metavar="DIR",
+                        help=f"the model folder: an ONNX runtime folder (default: "
+                        f"{ONNX_DIR}), or with --backend tensorflow a trained model folder "
+                        f"(default: {MODEL_DIR})")
+    parser.add_argument("--backend", choices=BACKENDS, default="onnx",
+                        help="onnx (the default: onnxruntime, no TensorFlow) or tensorflow "
+                        "(the trained model folder, as the pipeline evaluates it)")
+    parser.add_argument("--variant", choices=tuple(VARIANT_FILES),
+                        help="with the onnx backend: the float32 or int8 graph; default: the "
+                        "folder's (int8 where the onnx stage measured it as accurate)")
     parser.add_argument("-b", "--batch-size", type=int, default=64,
                         help="texts per forward pass; default: 64")
     parser.add_argument("--keep-empty", action="store_true",
@@ -68,6 +79,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.input is not None and args.texts:
         parser.error("give texts as arguments or --input FILE, not both")
+    if args.variant is not None and args.backend != "onnx":
+        parser.error("--variant goes with --backend onnx")
     if args.batch_size <= 0:
         parser.error(f"--batch-size must be > 0, got {args.batch_size}")
     return args
@@ -185,8 +198,9 @@ def chunks(items: Iterable[str], size: int) -> Iterator[list[str]]:
 
 @contextmanager
 def quiet_libraries() -> Iterator[None]:
-    """Keep TensorFlow's and transformers' start-up chatter (CUDA probes, load reports) off
-    stderr, which is for our progress, counts and errors; exceptions still propagate."""
+    """Keep TensorFlow's, transformers' and onnxruntime's start-up chatter (CUDA probes, load
+    reports) off stderr, which is for our progress, counts and errors; exceptions still
+    propagate."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     sys.stderr.flush()
@@ -239,12 +253,11 @@ def label_all(args: argparse.Namespace, texts: Iterator[str], stream: TextIO) ->
     from tqdm import tqdm
 
     with quiet_libraries():
-        from emotion.predict import TextClassifier
-
-        # A few texts from the command line run eagerly: tracing the graph would cost more
-        # start-up time than it saves.
+        # tensorflow: a few texts from the command line run eagerly, since tracing the graph
+        # would cost more start-up time than it saves.
         few = args.input is None and args.texts not in ([], ["-"]) and len(args.texts) <= 64
-        classifier = TextClassifier(args.model, batch_size=args.batch_size, graph=not few)
+        classifier = TextClassifier(args.model, args.backend, args.batch_size,
+                                    variant=args.variant, graph=not few)
     kind = args.format or ("table" if stream.isatty() else "jsonl")
     writer = Writer(stream, kind, classifier.labels)
     labelled = skipped = 0

@@ -1,5 +1,9 @@
-"""Prediction: labels and probabilities of raw text from a model folder written by the train
-stage (which holds the tokenizer, its max_length, the label names and the head type)."""
+"""Prediction: labels and probabilities of raw text, from one of two backends behind one
+TextClassifier:
+- onnx (the default): the ONNX runtime folder written by the onnx stage (models/onnx),
+  run with onnxruntime; needs neither TensorFlow nor transformers (emotion.onnx_runtime);
+- tensorflow: the trained model folder itself (models/emotion; emotion.tensorflow_backend).
+Both encode text exactly as training did (the model's own tokenizer and max_length)."""
 
 from __future__ import annotations
 
@@ -8,12 +12,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from scipy.special import softmax
 
-from emotion.data import encode
-from emotion.errors import PipelineError, first_line
-from emotion.inference import logits_function, predict_logits
-from emotion.model import load_classifier
+from emotion.errors import PipelineError
+
+BACKENDS = ("onnx", "tensorflow")
+# The trained model folder (emotion.files.MODEL_DIR), which the onnx runtime folder was
+# converted from.
+TRAINED_MODEL = Path("models/emotion")
 
 
 @dataclass
@@ -27,7 +32,9 @@ class Predictions:
     @property
     def probabilities(self) -> np.ndarray:
         """Softmax of the logits, one row per text, columns in the order of `labels`."""
-        return softmax(self.logits.astype(np.float64), axis=1)
+        logits = self.logits.astype(np.float64)
+        exp = np.exp(logits - logits.max(axis=1, keepdims=True))
+        return exp / exp.sum(axis=1, keepdims=True)
 
     def top(self) -> list[str]:
         """The most probable label of each text."""
@@ -35,37 +42,31 @@ class Predictions:
 
 
 class TextClassifier:
-    """A trained model folder, ready to label raw text exactly as the pipeline encodes it."""
+    """A trained model, ready to label raw text exactly as the pipeline encodes it."""
 
-    def __init__(self, folder: str | Path, batch_size: int = 64, graph: bool = True):
-        """graph: run the forward pass as one traced TensorFlow graph (tracing takes a few
-        seconds once, then batches run about twice as fast as eagerly); False suits a few
-        texts in a short-lived process."""
-        from transformers import AutoTokenizer
+    def __init__(self, folder: str | Path | None = None, backend: str = "onnx",
+                 batch_size: int = 64, *, variant: str | None = None, graph: bool = True):
+        """folder: the backend's folder; None: models/onnx (onnx), checked against the
+        trained model in models/emotion when that is there, or models/emotion (tensorflow).
+        variant (onnx): float32 or int8, None for the folder's default. graph (tensorflow):
+        trace the forward pass once (see TensorFlowBackend)."""
+        if backend == "onnx":
+            from emotion.onnx_runtime import DEFAULT_FOLDER, OnnxBackend
 
-        self.model = load_classifier(folder)
-        try:
-            self.tokenizer = AutoTokenizer.from_pretrained(str(folder), use_fast=True)
-        except Exception as error:
-            raise PipelineError(f"{folder}: cannot load the tokenizer: {first_line(error)}"
-                                ) from None
-        config = self.model.config
-        self.labels = [config.id2label[i] for i in range(config.num_labels)]
-        self.max_length = int(self.tokenizer.model_max_length)
-        self.batch_size = batch_size
-        self._forward = (logits_function(self.model) if graph else
-                         lambda features: self.model(features, training=False).logits)
+            self.backend = OnnxBackend(folder or DEFAULT_FOLDER, batch_size, variant)
+            if folder is None and (TRAINED_MODEL / "config.json").is_file():
+                self.backend.check_against(TRAINED_MODEL)
+        elif backend == "tensorflow":
+            from emotion.tensorflow_backend import TensorFlowBackend
+
+            self.backend = TensorFlowBackend(folder or TRAINED_MODEL, batch_size, graph)
+        else:
+            raise PipelineError(f"unknown backend {backend!r} (use one of {', '.join(BACKENDS)})")
+        self.labels, self.max_length = self.backend.labels, self.backend.max_length
 
     def predict(self, texts: Sequence[str]) -> Predictions:
         """Logits (and so probabilities and labels) of each text, encoded as in training."""
         if not texts:
             return Predictions(self.labels, np.zeros((0, len(self.labels)), np.float32), [])
-        ids = encode(self.tokenizer, texts, self.max_length)
-        at_cap = [i for i, row in enumerate(ids) if len(row) == self.max_length]
-        full = encode(self.tokenizer, [texts[i] for i in at_cap], None) if at_cap else []
-        truncated = [False] * len(texts)
-        for i, row in zip(at_cap, full):
-            truncated[i] = len(row) > self.max_length
-        logits = predict_logits(self._forward, ids, self.batch_size,
-                                self.tokenizer.pad_token_id)
-        return Predictions(self.labels, logits, truncated)
+        ids, truncated = self.backend.encode(texts)
+        return Predictions(self.labels, self.backend.logits(ids), truncated)

@@ -68,16 +68,18 @@ class GraphTokenizer(tf.Module):
 
 
 class ServingModule(tf.Module):
-    """Text in, label probabilities and label out, from a loaded TextClassifier."""
+    """Text in, label probabilities and label out, from a TextClassifier on the tensorflow
+    backend."""
 
     def __init__(self, classifier: TextClassifier):
         super().__init__()
         # The Keras model is called, not tracked: tracking it would make tf.saved_model.save
         # trace and store every Keras layer's own call functions (most of the export's time),
         # which nothing here uses. Its variables are tracked, so they are saved and restored.
-        self._forward = classifier.model.__call__
-        self.weights = list(classifier.model.weights)
-        self.tokenizer = GraphTokenizer(classifier.tokenizer, classifier.max_length)
+        backend = classifier.backend
+        self._forward = backend.model.__call__
+        self.weights = list(backend.model.weights)
+        self.tokenizer = GraphTokenizer(backend.tokenizer, classifier.max_length)
         self.labels = tf.constant(classifier.labels)
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text")])

@@ -17,18 +17,14 @@ import matplotlib
 matplotlib.use("Agg")
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-from sklearn.metrics import (  # noqa: E402
-    ConfusionMatrixDisplay,
-    classification_report,
-    f1_score,
-)
+from sklearn.metrics import ConfusionMatrixDisplay, classification_report  # noqa: E402
 
 from emotion.data import label_names, read_split  # noqa: E402
 from emotion.errors import PipelineError, exit_on_error  # noqa: E402
 from emotion.files import MODEL_DIR, RAW_DIR, atomic_outputs, save_figure  # noqa: E402
-from emotion.inference import loss_and_accuracy  # noqa: E402
 from emotion.params import load_params, positive  # noqa: E402
 from emotion.predict import TextClassifier  # noqa: E402
+from emotion.scores import split_scores  # noqa: E402
 
 EVAL_SPLITS = ("validation", "test")
 METRICS_FILE = "metrics/evaluate.json"
@@ -38,7 +34,7 @@ PLOTS_DIR = "plots/evaluate"
 
 def main() -> None:
     batch_size = positive(load_params("evaluate"), "evaluate", "batch_size", int)
-    classifier = TextClassifier(MODEL_DIR, batch_size=batch_size)
+    classifier = TextClassifier(MODEL_DIR, "tensorflow", batch_size)
     names = classifier.labels
 
     metrics, reports = {}, {}
@@ -53,13 +49,7 @@ def main() -> None:
             texts, labels = list(data["text"]), np.asarray(data["label"])
             logits = classifier.predict(texts).logits
             predicted = logits.argmax(axis=1)
-            loss, accuracy = loss_and_accuracy(logits, labels)
-            metrics[split] = {
-                "accuracy": round(accuracy, 6),
-                "loss": round(loss, 6),
-                "macro_f1": round(float(f1_score(labels, predicted, average="macro")), 6),
-                "weighted_f1": round(float(f1_score(labels, predicted, average="weighted")), 6),
-            }
+            metrics[split] = split_scores(logits, labels)
             reports[split] = classification_report(
                 labels, predicted, labels=range(len(names)), target_names=names,
                 output_dict=True, zero_division=0)

@@ -30,7 +30,7 @@ def in_batches(function, texts: list[str], batch_size: int) -> list[dict]:
 
 def main() -> None:
     batch_size = positive(load_params("export"), "export", "batch_size", int)
-    classifier = TextClassifier(MODEL_DIR, batch_size=batch_size)
+    classifier = TextClassifier(MODEL_DIR, "tensorflow", batch_size)
     texts = {split: list(read_split(RAW_DIR, split)["text"]) for split in SPLITS}
 
     # The SavedModel and its parity metrics are moved into place together, or neither.
@@ -39,7 +39,7 @@ def main() -> None:
         saved = tf.saved_model.load(str(out))
         token_mismatches = 0
         for split in SPLITS:
-            expected = encode(classifier.tokenizer, texts[split], classifier.max_length)
+            expected = encode(classifier.backend.tokenizer, texts[split], classifier.max_length)
             graph_ids = [row[mask.astype(bool)].tolist()
                          for batch in in_batches(saved.signatures["tokenize"], texts[split],
                                                  batch_size)

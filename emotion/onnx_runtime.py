@@ -1,0 +1,137 @@
+"""The light prediction backend: a trained model's ONNX runtime folder (written by the onnx
+stage, emotion.onnx_export) run with onnxruntime and the `tokenizers` library. It imports
+neither TensorFlow nor transformers, so it starts in a fraction of a second and installs
+without the training stack (requirements-predict.txt).
+
+The folder (models/onnx by default):
+- model.onnx, model.int8.onnx: the classifier as float32 and dynamically quantized int8 graphs
+  (input_ids, attention_mask: int32 [batch, length] -> logits: float32 [batch, labels]);
+- tokenizer.json: the trained model's own tokenizer (the one training encoded with);
+- runtime.json: label names, max_length, the padding id, the truncation side, the int8 weight
+  type and the default variant (int8 where the onnx stage measured it as accurate as float32).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from emotion.errors import PipelineError, first_line
+
+DEFAULT_FOLDER = Path("models/onnx")
+RUNTIME_FILE = "runtime.json"
+VARIANT_FILES = {"float32": "model.onnx", "int8": "model.int8.onnx"}
+SETTINGS = ("labels", "max_length", "pad_id", "truncation_side", "default")
+REBUILD = "run `dvc repro onnx` (or `dvc pull`)"
+
+
+def read_settings(folder: Path) -> dict:
+    """runtime.json of a runtime folder; a missing or damaged one is a PipelineError."""
+    path = folder / RUNTIME_FILE
+    if not path.is_file():
+        raise PipelineError(f"{folder}: no ONNX runtime there (no {RUNTIME_FILE}): {REBUILD}, "
+                            "or pass --backend tensorflow to use the trained model folder")
+    try:
+        settings = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as error:
+        raise PipelineError(f"{path}: not valid JSON ({first_line(error)}): {REBUILD}"
+                            ) from None
+    missing = [key for key in SETTINGS if not isinstance(settings, dict) or key not in settings]
+    if missing:
+        raise PipelineError(f"{path}: no {', '.join(missing)}: {REBUILD}")
+    return settings
+
+
+class OnnxBackend:
+    """Token ids and logits of raw text from an ONNX runtime folder."""
+
+    def __init__(self, folder: str | Path, batch_size: int = 64, variant: str | None = None,
+                 threads: int = 0):
+        """variant: float32 or int8 (None: the folder's default); threads: onnxruntime's
+        intra-op threads (0: one per physical core)."""
+        import onnxruntime
+        from tokenizers import Tokenizer
+
+        self.folder = Path(folder)
+        settings = read_settings(self.folder)
+        self.labels = list(settings["labels"])
+        self.max_length = int(settings["max_length"])
+        self.pad_id = int(settings["pad_id"])
+        self.variant = variant or settings["default"]
+        if self.variant not in VARIANT_FILES:
+            raise PipelineError(f"unknown ONNX variant {self.variant!r} (use one of "
+                                f"{', '.join(VARIANT_FILES)})")
+        self.batch_size = batch_size
+        path = self.folder / "tokenizer.json"
+        try:
+            self.tokenizer = Tokenizer.from_file(str(path))
+        except Exception as error:  # the Rust library reports every problem as Exception
+            raise PipelineError(f"{path}: cannot load the tokenizer ({first_line(error)}): "
+                                f"{REBUILD}") from None
+        self.tokenizer.no_padding()
+        self.tokenizer.enable_truncation(self.max_length,
+                                         direction=settings["truncation_side"])
+        path = self.folder / VARIANT_FILES[self.variant]
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.log_severity_level = 3  # errors only: no warnings on stderr
+        try:
+            self.session = onnxruntime.InferenceSession(
+                str(path), options, providers=["CPUExecutionProvider"])
+        except Exception as error:  # onnxruntime raises its own types for damaged files
+            raise PipelineError(f"{path}: cannot load the ONNX model ({first_line(error)}): "
+                                f"{REBUILD}") from None
+        columns = self.session.get_outputs()[0].shape[-1]
+        if isinstance(columns, int) and columns != len(self.labels):
+            raise PipelineError(f"{path}: gives {columns} scores but {self.folder}/"
+                                f"{RUNTIME_FILE} names {len(self.labels)} labels: {REBUILD}")
+
+    def encode(self, texts: Sequence[str]) -> tuple[list[list[int]], list[bool]]:
+        """Token ids of each text, cut at max_length exactly as training's tokenizer cuts
+        them, and whether each was cut."""
+        encodings = self.tokenizer.encode_batch(list(texts))
+        return ([encoding.ids for encoding in encodings],
+                [bool(encoding.overflowing) for encoding in encodings])
+
+    def logits(self, input_ids: Sequence[Sequence[int]]) -> np.ndarray:
+        """Logits of every sequence, in input order; batches are length-sorted, so little
+        padding is computed."""
+        order = sorted(range(len(input_ids)), key=lambda i: (len(input_ids[i]), i))
+        logits = np.empty((len(input_ids), len(self.labels)), np.float32)
+        for start in range(0, len(order), self.batch_size):
+            batch = order[start:start + self.batch_size]
+            width = len(input_ids[batch[-1]])
+            ids = np.full((len(batch), width), self.pad_id, np.int32)
+            mask = np.zeros((len(batch), width), np.int32)
+            for row, index in enumerate(batch):
+                ids[row, :len(input_ids[index])] = input_ids[index]
+                mask[row, :len(input_ids[index])] = 1
+            (logits[batch],) = self.session.run(None, {"input_ids": ids, "attention_mask": mask})
+        return logits
+
+    def check_against(self, model_folder: Path) -> None:
+        """A PipelineError naming the file if this runtime folder's labels, max_length or
+        vocabulary differ from the trained model folder's (a stale runtime folder)."""
+        config = read_json(model_folder / "config.json")
+        labels = [config.get("id2label", {}).get(str(i)) for i in range(len(config.get(
+            "id2label", {})))]
+        max_length = read_json(model_folder / "tokenizer_config.json").get("model_max_length")
+        ours = read_json(self.folder / "tokenizer.json").get("model", {}).get("vocab")
+        theirs = read_json(model_folder / "tokenizer.json").get("model", {}).get("vocab")
+        for what, mine, trained in (("labels", self.labels, labels),
+                                    ("max_length", self.max_length, max_length),
+                                    ("vocabulary", ours, theirs)):
+            if mine != trained:
+                raise PipelineError(f"{self.folder}/{RUNTIME_FILE}: its {what} differ from "
+                                    f"those of the trained model in {model_folder}: {REBUILD}")
+
+
+def read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, UnicodeDecodeError) as error:
+        raise PipelineError(f"{path}: cannot read ({first_line(error)}): {REBUILD}") from None

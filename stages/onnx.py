@@ -1,0 +1,86 @@
+"""Stage onnx: the trained model as an ONNX runtime folder, for labelling text without
+TensorFlow (emotion-predict's default backend).
+
+Writes models/onnx/ (float32 and int8 graphs, tokenizer.json, runtime.json; see
+emotion.onnx_runtime) and metrics/onnx.json, what each graph costs against the TensorFlow
+model (emotion.predict's tensorflow backend, which evaluate scores) on the real data:
+- token_parity: texts of all splits whose runtime token ids (the `tokenizers` library on
+  tokenizer.json) or truncation flags differ from training's transformers tokenizer;
+- per variant (float32, int8) and split (validation, test): accuracy, loss, macro/weighted
+  F1, labels that differ from the TensorFlow model's and the largest probability difference;
+  and the graph's size.
+int8 becomes the folder's default variant only where its validation accuracy is within
+onnx.int8_max_accuracy_drop of float32's (chosen on validation; test is reported).
+"""
+
+import json
+
+import numpy as np
+
+from emotion.data import encode, label_names, read_split
+from emotion.errors import PipelineError, exit_on_error
+from emotion.files import MODEL_DIR, RAW_DIR, SPLITS, atomic_outputs
+from emotion.onnx_export import INT8_WEIGHT_TYPES, set_default_variant, write_runtime
+from emotion.onnx_runtime import DEFAULT_FOLDER, VARIANT_FILES
+from emotion.params import load_params, one_of, param, positive
+from emotion.predict import Predictions, TextClassifier
+from emotion.scores import split_scores
+
+METRICS_FILE = "metrics/onnx.json"
+EVAL_SPLITS = ("validation", "test")
+
+
+def main() -> None:
+    params = load_params("onnx")
+    batch_size = positive(params, "onnx", "batch_size", int)
+    weight_type = one_of(params, "onnx", "int8_weight_type", INT8_WEIGHT_TYPES)
+    max_drop = param(params, "onnx", "int8_max_accuracy_drop", float)
+    trained = TextClassifier(MODEL_DIR, "tensorflow", batch_size)
+    data = {split: read_split(RAW_DIR, split) for split in SPLITS}
+    texts = {split: list(data[split]["text"]) for split in SPLITS}
+    reference = {split: trained.predict(texts[split]) for split in EVAL_SPLITS}
+
+    # The runtime folder and its metrics are moved into place together, or neither.
+    with atomic_outputs(DEFAULT_FOLDER, METRICS_FILE) as (folder, metrics_out):
+        write_runtime(trained.backend, folder, weight_type=weight_type)
+        runtime = {variant: TextClassifier(folder, batch_size=batch_size, variant=variant)
+                   for variant in VARIANT_FILES}
+        mismatches = 0
+        for split in SPLITS:
+            expected = encode(trained.backend.tokenizer, texts[split], trained.max_length)
+            _, expected_cut = trained.backend.encode(texts[split])
+            ids, cut = runtime["float32"].backend.encode(texts[split])
+            mismatches += sum(a != b or x != y for a, b, x, y in zip(expected, ids,
+                                                                      expected_cut, cut))
+        metrics = {"token_parity": {"texts": sum(map(len, texts.values())),
+                                    "mismatches": mismatches}}
+        for variant, classifier in runtime.items():
+            metrics[variant] = {"size_mb": round((folder / VARIANT_FILES[variant]).stat().st_size
+                                                 / 2**20, 2)}
+            for split in EVAL_SPLITS:
+                if label_names(data[split]) != trained.labels:
+                    raise PipelineError(f"{RAW_DIR}/{split}.parquet: labels "
+                                        f"{label_names(data[split])} differ from the model's "
+                                        f"{trained.labels}")
+                predictions = classifier.predict(texts[split])
+                labels = np.asarray(data[split]["label"])
+                metrics[variant][split] = {**split_scores(predictions.logits, labels),
+                                           **parity(predictions, reference[split])}
+        drop = round(metrics["float32"]["validation"]["accuracy"]
+                     - metrics["int8"]["validation"]["accuracy"], 6)
+        metrics["default"] = "int8" if drop <= max_drop else "float32"
+        metrics["int8_weight_type"] = weight_type
+        set_default_variant(folder, metrics["default"])
+        metrics_out.write_text(json.dumps(metrics, indent=2) + "\n")
+    print(json.dumps(metrics))
+
+
+def parity(predictions: Predictions, reference: Predictions) -> dict:
+    """Labels that differ from the reference's, and the largest probability difference."""
+    return {"label_mismatches": sum(a != b for a, b in zip(predictions.top(), reference.top())),
+            "max_probability_difference": float(
+                np.abs(predictions.probabilities - reference.probabilities).max())}
+
+
+if __name__ == "__main__":
+    exit_on_error(main)
