@@ -1,6 +1,8 @@
 # Entry points. `make repro` and `make test` set everything up from nothing.
 SHELL := /bin/bash
 VENV := .venv
+# The prediction-only install: emotion-predict on the ONNX runtime folder, no training stack.
+PREDICT_VENV := .venv-predict
 PYTHON ?= python3
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
@@ -16,12 +18,13 @@ endif
 MALLOC_ENV := MALLOC_ARENA_MAX=1 MALLOC_MMAP_THRESHOLD_=33554432 \
 	MALLOC_TRIM_THRESHOLD_=4294967296 MALLOC_TOP_PAD_=268435456
 
-.PHONY: setup setup-dev setup-review repro test test-quick lint bench profile bench-predict review \
+.PHONY: setup setup-dev setup-review setup-predict repro test test-quick lint bench profile bench-predict review \
 	ci-review push pull remote-status seeds train-worker check-python clean-venv
 
 setup: $(VENV)/.installed          ## the pipeline and emotion-predict (Python only)
 setup-dev: $(VENV)/.installed-dev  ## + test and lint tools
 setup-review: setup node_modules/.installed  ## + the Vega libraries of the review report
+setup-predict: $(PREDICT_VENV)/.installed  ## emotion-predict alone (ONNX Runtime), in .venv-predict
 
 check-python:
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' 2>/dev/null || { \
@@ -34,6 +37,13 @@ $(VENV)/.installed: requirements.txt pyproject.toml | check-python
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip==26.3
 	$(VENV)/bin/pip install --quiet -r requirements.txt -e .
+	touch $@
+
+# requirements-predict.txt alone (requirements.txt includes it): onnxruntime, tokenizers, numpy.
+$(PREDICT_VENV)/.installed: requirements-predict.txt pyproject.toml | check-python
+	$(PYTHON) -m venv $(PREDICT_VENV)
+	$(PREDICT_VENV)/bin/pip install --quiet --upgrade pip==26.3
+	$(PREDICT_VENV)/bin/pip install --quiet -r requirements-predict.txt -e .
 	touch $@
 
 $(VENV)/.installed-dev: $(VENV)/.installed requirements-dev.txt
@@ -51,7 +61,7 @@ repro: setup  ## run the whole pipeline (about 55 min on 2 CPU cores)
 	dvc repro
 
 # The 15 slowest tests are listed at the end of every run (docs/development.md).
-test: setup-dev setup-review  ## lint + the test suite (about 15-17 min on 2 CPU cores)
+test: setup-dev setup-review setup-predict  ## lint + the test suite (about 15-17 min on 2 CPU cores)
 	ruff check emotion stages tests benchmarks tools
 	python -m pytest --durations=15
 
@@ -109,4 +119,4 @@ bench-predict: setup  ## prediction-speed benchmark of the trained model (~3 min
 	python -m benchmarks.predict_speed
 
 clean-venv:
-	rm -rf $(VENV)
+	rm -rf $(VENV) $(PREDICT_VENV)

@@ -65,7 +65,10 @@ class OnnxBackend:
         if self.variant not in VARIANT_FILES:
             raise PipelineError(f"unknown ONNX variant {self.variant!r} (use one of "
                                 f"{', '.join(VARIANT_FILES)})")
-        self.batch_size = batch_size
+        # Dynamic quantization scales each run's activations by that run's own range, so in a
+        # batch a text's int8 scores would depend on the texts (and padding) beside it: int8
+        # runs one text at a time, which on a few cores is no slower (docs/performance.md).
+        self.batch_size = 1 if self.variant == "int8" else batch_size
         path = self.folder / "tokenizer.json"
         try:
             self.tokenizer = Tokenizer.from_file(str(path))
@@ -116,18 +119,19 @@ class OnnxBackend:
     def check_against(self, model_folder: Path) -> None:
         """A PipelineError naming the file if this runtime folder's labels, max_length or
         vocabulary differ from the trained model folder's (a stale runtime folder)."""
-        config = read_json(model_folder / "config.json")
-        labels = [config.get("id2label", {}).get(str(i)) for i in range(len(config.get(
-            "id2label", {})))]
+        id2label = read_json(model_folder / "config.json").get("id2label", {})
+        labels = [id2label.get(str(i)) for i in range(len(id2label))]
         max_length = read_json(model_folder / "tokenizer_config.json").get("model_max_length")
-        ours = read_json(self.folder / "tokenizer.json").get("model", {}).get("vocab")
-        theirs = read_json(model_folder / "tokenizer.json").get("model", {}).get("vocab")
-        for what, mine, trained in (("labels", self.labels, labels),
-                                    ("max_length", self.max_length, max_length),
-                                    ("vocabulary", ours, theirs)):
-            if mine != trained:
-                raise PipelineError(f"{self.folder}/{RUNTIME_FILE}: its {what} differ from "
-                                    f"those of the trained model in {model_folder}: {REBUILD}")
+        vocabulary, trained_vocabulary = (
+            read_json(folder / "tokenizer.json").get("model", {}).get("vocab")
+            for folder in (self.folder, model_folder))
+        for what, file, ours, trained in (
+                ("labels", RUNTIME_FILE, self.labels, labels),
+                ("max_length", RUNTIME_FILE, self.max_length, max_length),
+                ("vocabulary", "tokenizer.json", vocabulary, trained_vocabulary)):
+            if ours != trained:
+                raise PipelineError(f"{self.folder / file}: its {what} differs from the trained "
+                                    f"model's in {model_folder} (stale): {REBUILD}")
 
 
 def read_json(path: Path) -> Any:

@@ -11,7 +11,7 @@ from conftest import LABELS, dvc, outputs_digest, run_in_process, set_param, sh
 
 from emotion.hardware import has_bfloat16_units
 
-STAGES = ["download", "eda", "tokenize", "train", "evaluate", "export"]
+STAGES = ["download", "eda", "tokenize", "train", "evaluate", "export", "onnx"]
 
 
 def ran(log: str) -> list[str]:
@@ -34,7 +34,7 @@ def test_repro_runs_every_stage_and_writes_every_output(dvc_repo):
     order = ran(first)
     assert sorted(order) == sorted(STAGES)
     assert order.index("download") < order.index("tokenize") < order.index("train") < min(
-        order.index("evaluate"), order.index("export"))
+        order.index("evaluate"), order.index("export"), order.index("onnx"))
     pipeline = yaml.safe_load((root / "dvc.yaml").read_text())
     for stage in pipeline["stages"].values():
         for out in stage["outs"]:
@@ -53,7 +53,7 @@ def test_second_repro_does_nothing(dvc_repo):
 def test_a_train_param_change_reruns_train_and_its_dependents(faster_lr):
     # (the shared `faster_lr` branch: train.learning_rate changed, then `dvc repro`)
     assert faster_lr["stale"] == {"train"}
-    assert sorted(ran(faster_lr["log"])) == ["evaluate", "export", "train"]
+    assert sorted(ran(faster_lr["log"])) == ["evaluate", "export", "onnx", "train"]
     assert faster_lr["stale_after"] == set()
 
 
@@ -61,9 +61,10 @@ def test_a_train_param_change_reruns_train_and_its_dependents(faster_lr):
     ("eda", "length_bin_width", 2, {"eda"}, ["eda"]),
     # max_length truncates the texts, and train records it in the model folder
     ("model", "max_length", 8, {"tokenize", "train"}, ["tokenize", "train", "evaluate",
-                                                       "export"]),
+                                                       "export", "onnx"]),
     ("evaluate", "batch_size", 4, {"evaluate"}, ["evaluate"]),
     ("export", "batch_size", 4, {"export"}, ["export"]),
+    ("onnx", "batch_size", 4, {"onnx"}, ["onnx"]),
 ])
 def test_a_param_change_reruns_exactly_its_dependents(dvc_repo, section, key, value, reading,
                                                       expected):
@@ -87,7 +88,7 @@ def test_experiment_is_listed_restored_and_usable(dvc_repo):
     # -S writes 2e-3 as `2e-03`, a string to plain PyYAML: the stages must read a number.
     log = dvc(root, "exp", "run", "-S", "train.epochs=3", "-S", "train.learning_rate=2e-3",
               "-S", "train.precision=mixed_bfloat16", "-n", "three-epochs")
-    assert sorted(ran(log)) == ["evaluate", "export", "train"]
+    assert sorted(ran(log)) == ["evaluate", "export", "onnx", "train"]
     # A CPU without bfloat16 units says so (and names the faster setting); one with them not.
     assert ("no bfloat16 units" in log) == (has_bfloat16_units() is False)
     model = root / "models/emotion"
@@ -102,6 +103,9 @@ def test_experiment_is_listed_restored_and_usable(dvc_repo):
     assert parity["token_parity"]["mismatches"] == 0
     assert parity["prediction_parity"]["label_mismatches"] == 0
     assert parity["prediction_parity"]["max_probability_difference"] < 1e-5
+    onnx = json.loads((root / "metrics/onnx.json").read_text())["float32"]["test"]
+    assert onnx["label_mismatches"] == 0 and onnx["max_probability_difference"] < 1e-5
+    # emotion-predict's defaults: the experiment's ONNX folder, checked against its model.
     predicted = run_in_process("emotion.cli", root, ["i am so happy", "i am scared"])
     assert predicted.returncode == 0, predicted.stderr
     assert [json.loads(line)["label"] in LABELS for line in predicted.stdout.splitlines()] == [

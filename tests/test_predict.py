@@ -1,5 +1,6 @@
-"""Using a trained model: the `emotion-predict` command and the exported raw-text SavedModel,
-on the tiny model that the DVC pipeline trained in `dvc_repo`.
+"""Using a trained model: the `emotion-predict` command (on its default ONNX runtime folder,
+and on the TensorFlow model folder), the prediction-only install and the exported raw-text
+SavedModel, on the tiny model that the DVC pipeline trained in `dvc_repo`.
 
 The command runs as the installed console script where its process is the point (arguments,
 stdin, exit codes, stderr after TensorFlow's start-up), and otherwise as its module in this
@@ -51,22 +52,36 @@ def one_line_error(result: subprocess.CompletedProcess, *named: str) -> str:
 
 @pytest.fixture(scope="module")
 def model(dvc_repo) -> Path:
+    """The ONNX runtime folder (the onnx stage's), emotion-predict's default."""
+    return dvc_repo[0] / "models/onnx"
+
+
+@pytest.fixture(scope="module")
+def tf_model(dvc_repo) -> Path:
+    """The trained model folder (the train stage's), for --backend tensorflow."""
     return dvc_repo[0] / "models/emotion"
+
+
+def model_args(backend: str, model: Path, tf_model: Path) -> list[str]:
+    return (["--model", str(model)] if backend == "onnx" else
+            ["--backend", "tensorflow", "--model", str(tf_model)])
 
 
 def jsonl(text: str) -> list[dict]:
     return [json.loads(line) for line in text.splitlines()]
 
 
-def test_labels_texts_from_arguments_as_table_and_jsonl(model):
+@pytest.mark.parametrize("backend", ["onnx", "tensorflow"])
+def test_labels_texts_from_arguments_as_table_and_jsonl(model, tf_model, backend):
     texts = ["i feel wonderful today", "this is so unfair"]
-    table = ok(predict("--model", str(model), "--format", "table", *texts, process=True))
+    args = model_args(backend, model, tf_model)
+    table = ok(predict(*args, "--format", "table", *texts, process=True))
     rows = table.splitlines()[1:]
     assert len(rows) == 2
     for row, text in zip(rows, texts):
         label, probability, shown = row.split(maxsplit=2)
         assert label in LABELS and 1 / 6 <= float(probability) <= 1 and shown == text
-    records = jsonl(ok(predict("--model", str(model), *texts, process=True)))  # piped: jsonl
+    records = jsonl(ok(predict(*args, *texts, process=True)))  # piped: jsonl
     assert [r["text"] for r in records] == texts
     for record in records:
         assert set(record["scores"]) == set(LABELS)
@@ -83,8 +98,8 @@ def test_every_input_format_gives_the_same_predictions(model, tmp_path):
     pd.DataFrame({"tweet": texts}).to_json(tmp_path / "in.jsonl", orient="records",
                                           lines=True, force_ascii=False)
     pd.DataFrame({"tweet": texts}).to_parquet(tmp_path / "in.parquet")
-    # A few texts given as arguments run eagerly, streams through the traced graph: the same
-    # labels, and scores equal up to float rounding.
+    # Arguments, stdin and every file format: the same labels, and the same scores (to float
+    # rounding: on the tensorflow backend, a few arguments run eagerly, streams traced).
     outputs = {
         "stdin": ok(predict("--model", str(model), stdin=(tmp_path / "in.txt").read_bytes(),
                             process=True)),
@@ -154,17 +169,19 @@ def test_invalid_utf8_is_a_clean_error_or_replaced(model, tmp_path):
 
 @pytest.mark.parametrize("case", ["missing column", "missing file", "unknown format",
                                   "missing model", "damaged model", "damaged parquet"])
-def test_bad_input_is_a_one_line_error(model, tmp_path, case):
+def test_bad_input_is_a_one_line_error(model, tf_model, tmp_path, case):
     (tmp_path / "in.csv").write_text("tweet\ni am glad\n")
     args, named = {
         "missing column": (["--input", str(tmp_path / "in.csv")], ["'text'", "tweet"]),
         "missing file": (["--input", str(tmp_path / "nope.txt")], ["nope.txt"]),
         "unknown format": (["--input", str(tmp_path / "in.xlsx")], [".xlsx"]),
-        "missing model": (["--model", str(tmp_path / "no-model"), "hi"], ["no-model"]),
-        "damaged model": (["--model", str(tmp_path / "damaged"), "hi"], ["damaged"]),
+        "missing model": (["--backend", "tensorflow", "--model", str(tmp_path / "no-model"),
+                           "hi"], ["no-model"]),
+        "damaged model": (["--backend", "tensorflow", "--model", str(tmp_path / "damaged"),
+                           "hi"], ["damaged"]),
         "damaged parquet": (["--input", str(tmp_path / "bad.parquet")], ["bad.parquet"]),
     }[case]
-    shutil.copytree(model, tmp_path / "damaged")
+    shutil.copytree(tf_model, tmp_path / "damaged")
     weights = tmp_path / "damaged/tf_model.h5"
     weights.write_bytes(weights.read_bytes()[:1000])
     (tmp_path / "bad.parquet").write_bytes(b"PAR1 this is not parquet")
@@ -173,22 +190,79 @@ def test_bad_input_is_a_one_line_error(model, tmp_path, case):
     one_line_error(predict(*args, process=case == "missing file"), *named)
 
 
-def test_predictions_match_the_evaluate_stage(dvc_repo, model):
-    """The command labels the test split exactly as the pipeline scored it."""
+def damage(folder: Path, case: str) -> str:
+    """Break a copy of a pipeline workspace's models/onnx (beside its models/emotion) as
+    `case` says; return the file the error must name."""
+    onnx = folder / "models/onnx"
+    settings = json.loads((onnx / "runtime.json").read_text())
+    if case == "no runtime folder":
+        shutil.rmtree(onnx)
+        return "models/onnx"
+    if case in ("damaged graph", "damaged tokenizer", "damaged runtime.json"):
+        name = {"damaged graph": f"model{'.int8' if settings['default'] == 'int8' else ''}"
+                ".onnx", "damaged tokenizer": "tokenizer.json",
+                "damaged runtime.json": "runtime.json"}[case]
+        (onnx / name).write_bytes((onnx / name).read_bytes()[:200])
+        return f"models/onnx/{name}"
+    if case == "other labels":
+        settings["labels"] = [*settings["labels"][1:], settings["labels"][0]]
+    elif case == "other max_length":
+        settings["max_length"] += 1
+    else:  # another vocabulary
+        tokenizer = json.loads((onnx / "tokenizer.json").read_text())
+        tokenizer["model"]["vocab"]["notaword"] = len(tokenizer["model"]["vocab"])
+        (onnx / "tokenizer.json").write_text(json.dumps(tokenizer))
+        return "models/onnx/tokenizer.json"
+    (onnx / "runtime.json").write_text(json.dumps(settings))
+    return "models/onnx/runtime.json"
+
+
+@pytest.mark.parametrize("case", ["no runtime folder", "damaged graph", "damaged tokenizer",
+                                  "damaged runtime.json", "other labels", "other max_length",
+                                  "other vocabulary"])
+def test_a_missing_damaged_or_stale_runtime_folder_is_a_one_line_error(dvc_repo, tmp_path,
+                                                                       case):
+    """emotion-predict's defaults in a workspace: models/onnx, checked against models/emotion.
+    A problem is one line naming the file and `dvc repro`, and no output is written."""
+    workspace = tmp_path / "workspace"
+    for folder in ("models/onnx", "models/emotion"):
+        shutil.copytree(dvc_repo[0] / folder, workspace / folder)
+    named = damage(workspace, case)
+    out = workspace / "labels.jsonl"
+    result = predict("i am glad", "--output", str(out), cwd=workspace,
+                     process=case == "damaged graph")
+    one_line_error(result, named, "dvc repro")
+    assert sorted(p.name for p in workspace.iterdir()) == ["models"]
+
+
+@pytest.mark.parametrize("backend", ["tensorflow", "onnx float32"])
+def test_predictions_match_the_evaluate_stage(dvc_repo, model, tf_model, backend):
+    """The command labels the test split exactly as the pipeline scored it: the TensorFlow
+    model, and its float32 ONNX graph."""
     root = dvc_repo[0]
     confusion = pd.read_csv(root / "plots/evaluate/confusion_test.csv", keep_default_na=False)
     stdin = ("\n".join(confusion["text"]) + "\n").encode()
-    records = jsonl(ok(predict("--model", str(model), stdin=stdin)))
+    args = model_args(backend.split()[0], model, tf_model)
+    if backend == "onnx float32":
+        args += ["--variant", "float32"]
+    records = jsonl(ok(predict(*args, stdin=stdin)))
     assert [r["label"] for r in records] == list(confusion["predicted"])
 
 
-def test_model_folder_carries_everything_prediction_needs(model, tmp_path):
+@pytest.mark.parametrize("backend", ["onnx", "tensorflow"])
+def test_model_folder_carries_everything_prediction_needs(model, tf_model, tmp_path, backend):
     """A copy elsewhere (no params.yaml, no data, no repo) predicts the same."""
+    source = model if backend == "onnx" else tf_model
     copy = tmp_path / "elsewhere" / "model"
-    shutil.copytree(model, copy)
+    shutil.copytree(source, copy)
     texts = ["i adore you", "i am terrified"]
-    assert ok(predict("--model", str(copy), *texts, cwd=tmp_path)) == ok(
-        predict("--model", str(model), *texts))
+    backend_args = ["--backend", backend]
+    assert ok(predict(*backend_args, "--model", str(copy), *texts, cwd=tmp_path)) == ok(
+        predict(*backend_args, "--model", str(source), *texts))
+    if backend == "onnx":
+        settings = json.loads((copy / "runtime.json").read_text())
+        assert settings["labels"] == LABELS and settings["max_length"] == 32
+        return
     config = json.loads((copy / "config.json").read_text())
     assert [config["id2label"][str(i)] for i in range(6)] == LABELS
     assert config.get("pooling", "cls") == "cls"  # the head: the reference's, by default
@@ -214,8 +288,10 @@ print(json.dumps({"labels": [x.decode() for x in out["label"].numpy()],
 """
 
 
-def test_saved_model_in_a_plain_tensorflow_process_agrees_with_emotion_predict(dvc_repo, model,
+def test_saved_model_in_a_plain_tensorflow_process_agrees_with_emotion_predict(dvc_repo,
+                                                                              tf_model,
                                                                               tmp_path):
+    model = tf_model
     root = dvc_repo[0]
     serving = root / "models/serving"
     texts = HARD_TEXTS
@@ -225,7 +301,8 @@ def test_saved_model_in_a_plain_tensorflow_process_agrees_with_emotion_predict(d
     assert result.returncode == 0, result.stderr[-3000:]
     served = json.loads(result.stdout)
     python = [json.loads(line) for line in ok(predict(
-        "--model", str(model), "--input", str(write_jsonl(tmp_path, texts)))).splitlines()]
+        "--backend", "tensorflow", "--model", str(model),
+        "--input", str(write_jsonl(tmp_path, texts)))).splitlines()]
     non_empty = [i for i, text in enumerate(texts) if text.strip()]
     assert [served["labels"][i] for i in non_empty] == [r["label"] for r in python]
     for i, record in zip(non_empty, python):
@@ -247,3 +324,89 @@ def write_jsonl(folder: Path, texts: list[str]) -> Path:
     path = folder / "texts.jsonl"
     path.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts), encoding="utf-8")
     return path
+
+
+# --- The ONNX runtime folder and the prediction-only install -------------------------------
+
+# A sitecustomize module (imported at every interpreter start) that writes, at exit, the
+# names of every module the process imported.
+RECORD_IMPORTS = """
+import atexit, json, os, sys
+atexit.register(lambda: open(os.environ["EMOTION_TEST_MODULES"], "w").write(
+    json.dumps(sorted(sys.modules))))
+"""
+TRAINING_STACK = {"tensorflow", "tf_keras", "keras", "transformers", "torch", "scipy",
+                  "sklearn", "datasets", "pandas"}
+
+
+def test_emotion_predict_runs_on_onnx_without_tensorflow_or_transformers(dvc_repo, tmp_path):
+    """The real command with its defaults, in a pipeline workspace: models/onnx (checked
+    against models/emotion), and none of the training stack imported."""
+    (tmp_path / "hook").mkdir()
+    (tmp_path / "hook/sitecustomize.py").write_text(RECORD_IMPORTS)
+    modules = tmp_path / "modules.json"
+    result = subprocess.run(
+        [PREDICT, "i feel wonderful today", "this is so unfair"], cwd=dvc_repo[0],
+        capture_output=True, timeout=600,
+        env={**os.environ, "PYTHONPATH": str(tmp_path / "hook"),
+             "EMOTION_TEST_MODULES": str(modules)})
+    assert [r["label"] in LABELS for r in jsonl(ok(result))] == [True, True]
+    imported = {name.split(".")[0] for name in json.loads(modules.read_text())}
+    assert {"onnxruntime", "tokenizers", "emotion"} <= imported
+    assert imported & TRAINING_STACK == set()
+
+
+def test_onnx_stage_measures_both_graphs_against_the_tensorflow_model(dvc_repo):
+    import onnx
+
+    from emotion.predict import TextClassifier
+
+    root = dvc_repo[0]
+    metrics = json.loads((root / "metrics/onnx.json").read_text())
+    evaluate = json.loads((root / "metrics/evaluate.json").read_text())
+    assert metrics["token_parity"] == {"texts": 144, "mismatches": 0}
+    for split in ("validation", "test"):
+        float32 = metrics["float32"][split]
+        assert float32["label_mismatches"] == 0
+        assert float32["max_probability_difference"] < 1e-5
+        assert float32["accuracy"] == evaluate[split]["accuracy"]
+        assert float32["loss"] == pytest.approx(evaluate[split]["loss"], abs=1e-5)
+        assert set(metrics["int8"][split]) == set(float32)
+    # int8 is the default exactly when its validation accuracy is within 0.2 points.
+    drop = metrics["float32"]["validation"]["accuracy"] - metrics["int8"]["validation"][
+        "accuracy"]
+    expected = "int8" if round(drop, 6) <= 0.002 else "float32"
+    settings = json.loads((root / "models/onnx/runtime.json").read_text())
+    assert metrics["default"] == settings["default"] == expected
+    # The int8 graph computes with integer matmuls on 8-bit weights, and is smaller.
+    graph = onnx.load(str(root / "models/onnx/model.int8.onnx"))
+    assert "MatMulInteger" in {node.op_type for node in graph.graph.node}
+    assert metrics["int8"]["size_mb"] < metrics["float32"]["size_mb"]
+    # What the stage measured is what the int8 graph gives from Python.
+    test = pd.read_parquet(root / "data/raw/test.parquet")
+    logits = TextClassifier(root / "models/onnx", variant="int8").predict(
+        list(test["text"])).logits
+    assert (logits.argmax(axis=1) == test["label"]).mean() == pytest.approx(
+        metrics["int8"]["test"]["accuracy"], abs=1e-6)
+
+
+PREDICT_VENV = Path(__file__).resolve().parents[1] / ".venv-predict"
+
+
+def test_the_prediction_only_install_labels_text_as_the_full_one(model, tmp_path):
+    """`make setup-predict` (.venv-predict: requirements-predict.txt, no training stack)
+    labels text exactly as the full install's emotion-predict does."""
+    command = PREDICT_VENV / "bin/emotion-predict"
+    if not command.exists():
+        if os.environ.get("CI"):
+            pytest.fail("no prediction-only install: `make test` builds it (make setup-predict)")
+        pytest.skip("no prediction-only install (make setup-predict)")
+    texts = ["i feel wonderful today", "i am so nervous", " ".join(["cheerful"] * 60)]
+    light = subprocess.run([command, "--model", str(model), *texts], capture_output=True,
+                           cwd=tmp_path, timeout=600)
+    assert ok(light) == ok(predict("--model", str(model), *texts))
+    installed = subprocess.run(
+        [PREDICT_VENV / "bin/python", "-c", "import importlib.util, sys; print(sorted(name for "
+         "name in sys.argv[1:] if importlib.util.find_spec(name)))", *TRAINING_STACK],
+        capture_output=True, text=True, check=True)
+    assert installed.stdout.strip() == "[]"
