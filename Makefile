@@ -18,7 +18,7 @@ endif
 MALLOC_ENV := MALLOC_ARENA_MAX=1 MALLOC_MMAP_THRESHOLD_=33554432 \
 	MALLOC_TRIM_THRESHOLD_=4294967296 MALLOC_TOP_PAD_=268435456
 
-.PHONY: setup setup-dev setup-review setup-predict repro test test-quick lint bench profile bench-predict review \
+.PHONY: setup setup-dev setup-review setup-predict repro test test-quick lint bench profile bench-predict bench-large-input review \
 	ci-review push pull remote-status seeds train-worker check-python clean-venv
 
 setup: $(VENV)/.installed          ## the pipeline and emotion-predict (Python only)
@@ -63,7 +63,7 @@ repro: setup  ## run the whole pipeline (about 55 min on 2 CPU cores)
 # The 15 slowest tests are listed at the end of every run (docs/development.md).
 test: setup-dev setup-review setup-predict  ## lint + the test suite (about 15-17 min on 2 CPU cores)
 	ruff check emotion stages tests benchmarks tools
-	python -m pytest --durations=15
+	python -m pytest -n 2 --dist loadgroup --durations=15
 
 test-quick: setup-dev  ## the tests that run no DVC, no stage and no training (~10 s)
 	python -m pytest -m "not pipeline"
@@ -114,9 +114,13 @@ profile: setup  ## where a training step's time goes, by kind of work (~3 min on
 	dvc repro tokenize
 	env $(MALLOC_ENV) python -m benchmarks.profile_step $(ARGS)
 
-bench-predict: setup  ## prediction-speed benchmark of the trained model (~3 min on 2 cores)
-	dvc repro export
+bench-predict: setup  ## every prediction path side by side (~5 min on 2 cores)
+	dvc repro export onnx
 	python -m benchmarks.predict_speed
+
+bench-large-input: setup  ## emotion-predict --input on 200,000 lines: memory and texts/s
+	dvc repro onnx
+	python -m benchmarks.large_input $(ARGS)
 
 clean-venv:
 	rm -rf $(VENV) $(PREDICT_VENV)

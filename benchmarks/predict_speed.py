@@ -1,11 +1,17 @@
-"""Prediction-speed benchmark of the trained model: the Python path (emotion.predict, what
-`emotion-predict` runs) and the exported raw-text SavedModel (models/serving).
+"""Prediction-speed benchmark of the trained model, every path side by side in one run:
+- TF Python path: emotion.predict's tensorflow backend (models/emotion), chunks of 1,024
+  texts sorted by length into batches, as `emotion-predict --backend tensorflow` runs it;
+- SavedModel (models/serving): requests of one batch each, in test-set order, as a server
+  would get them;
+- ONNX float32 and ONNX int8 (models/onnx): emotion.predict's onnx backend, as
+  `emotion-predict` runs it (float32 in length-sorted batches, int8 one text at a time).
 
-Prints, for each path: batch throughput on the test split (texts/s; the Python path as
-`emotion-predict` feeds it, chunks of 1,024 texts that it sorts by length into batches; the
-SavedModel with requests of one batch each, in test-set order, as a server would get them),
-single-text latency (median and p95 over repeated calls after warm-up), and the cold start-up
-time of `emotion-predict "text"` as a new process. Figures, not assertions.
+For each: the cold start of the real command (process start to exit, labelling one text;
+for the SavedModel a plain Python process that loads it), the single-text latency (median and
+p95 over repeated calls after warm-up), batch throughput on the test split, and the useful
+FLOP/s (unpadded tokens; 2 x parameters per token + attention) as a share of this machine's
+dense float32 matmul peak, measured first in the same run (TensorFlow's and NumPy's BLAS,
+the faster taken). Figures, not assertions; the CPU model and flags are printed first.
 
 Usage (from the repo root, after `dvc repro`): python -m benchmarks.predict_speed
 """
@@ -22,10 +28,31 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_text  # noqa: F401  (the SavedModel's tokenizer ops)
 
+from benchmarks.train_speed import flops_counter, matmul_peak
 from emotion.cli import CHUNK
 from emotion.data import read_split
 from emotion.files import MODEL_DIR, RAW_DIR, SERVING_DIR
+from emotion.hardware import cpu_model, speed_flags
 from emotion.predict import TextClassifier
+
+COMMAND = shutil.which("emotion-predict", path=str(Path(sys.executable).parent))
+SAVED_MODEL_COLD = ("import sys, tensorflow as tf, tensorflow_text; "
+                    "model = tf.saved_model.load(sys.argv[1]); "
+                    "print(model.signatures['serving_default'](text=tf.constant([sys.argv[2]]))"
+                    "['label'].numpy())")
+
+
+def numpy_matmul_peak(size: int = 4096, repeats: int = 5) -> float:
+    """Best FLOP/s of a size x size float32 matmul through NumPy's BLAS."""
+    rng = np.random.default_rng(0)
+    a, b = (rng.standard_normal((size, size), dtype=np.float32) for _ in range(2))
+    a @ b
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - start)
+    return 2 * size**3 / best
 
 
 def throughput(predict, texts: list[str], request_size: int) -> float:
@@ -49,13 +76,12 @@ def latency(predict, texts: list[str], calls: int) -> tuple[float, float]:
     return statistics.median(times), float(np.percentile(times, 95))
 
 
-def cold_start(runs: int) -> list[float]:
-    """Seconds for `emotion-predict "text"` from process start to exit."""
-    command = shutil.which("emotion-predict", path=str(Path(sys.executable).parent))
+def cold_start(command: list[str], runs: int) -> list[float]:
+    """Seconds from process start to exit, `runs` times."""
     seconds = []
     for _ in range(runs):
         start = time.perf_counter()
-        subprocess.run([command, "i feel wonderful today"], check=True, capture_output=True)
+        subprocess.run(command, check=True, capture_output=True)
         seconds.append(time.perf_counter() - start)
     return seconds
 
@@ -64,31 +90,48 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--calls", type=int, default=200, help="single-text calls timed")
-    parser.add_argument("--starts", type=int, default=3, help="cold starts timed")
+    parser.add_argument("--starts", type=int, default=5, help="cold starts timed per path")
     args = parser.parse_args()
+    print(f"CPU: {cpu_model()} [{' '.join(speed_flags())}]; TF {tf.__version__}")
+    peaks = {"TensorFlow": matmul_peak(), "NumPy": numpy_matmul_peak()}
+    peak = max(peaks.values())
+    print("dense float32 matmul peak (4096^3): " + ", ".join(
+        f"{name} {value / 1e9:.1f} GFLOP/s" for name, value in peaks.items()))
+
     texts = list(read_split(RAW_DIR, "test")["text"])
-    print(f"TF {tf.__version__}; test split: {len(texts)} texts; batch {args.batch_size}")
-
-    start = time.perf_counter()
-    classifier = TextClassifier(MODEL_DIR, batch_size=args.batch_size)
-    print(f"python path: model loaded in {time.perf_counter() - start:.1f}s")
-    start = time.perf_counter()
+    trained = TextClassifier(MODEL_DIR, "tensorflow", args.batch_size)
+    lengths = [len(ids) for ids in trained.backend.encode(texts)[0]]
+    forward_flops = flops_counter(trained.backend.model)
+    split_flops = sum(forward_flops(1, length) / 3 for length in lengths)  # forward only
+    print(f"test split: {len(texts)} texts, {np.mean(lengths):.1f} tokens a text, "
+          f"{split_flops / len(texts) / 1e9:.2f} GFLOP a text")
     serving = tf.saved_model.load(str(SERVING_DIR)).signatures["serving_default"]
-    print(f"SavedModel: loaded in {time.perf_counter() - start:.1f}s")
-
+    onnx = {variant: TextClassifier(batch_size=args.batch_size, variant=variant)
+            for variant in ("float32", "int8")}
+    one = "i feel wonderful today"
     paths = {
-        "python (emotion.predict)": (lambda batch: classifier.predict(batch).logits, CHUNK),
-        "SavedModel (models/serving)": (lambda batch: serving(
-            text=tf.constant(batch))["probabilities"].numpy(), args.batch_size),
+        "TF Python path": (lambda batch: trained.predict(batch).logits, CHUNK,
+                           [COMMAND, "--backend", "tensorflow", one]),
+        "SavedModel": (lambda batch: serving(text=tf.constant(batch))["probabilities"].numpy(),
+                       args.batch_size, [sys.executable, "-c", SAVED_MODEL_COLD,
+                                         str(SERVING_DIR), one]),
+        **{f"ONNX {variant}": (lambda batch, c=classifier: c.predict(batch).logits, CHUNK,
+                               [COMMAND, "--variant", variant, one])
+           for variant, classifier in onnx.items()},
     }
-    for name, (predict, request_size) in paths.items():
-        rate = throughput(predict, texts, request_size)
+    print(f"{'path':<16} {'cold start s':>22} {'one text ms':>18} {'test split':>14} "
+          f"{'GFLOP/s':>8} {'of peak':>7}")
+    rates = {}
+    for name, (predict, request_size, command) in paths.items():
+        starts = cold_start(command, args.starts)
         median, p95 = latency(predict, texts, args.calls)
-        print(f"  {name:<28} {rate:7.1f} texts/s ({request_size} a request)   single text: median "
-              f"{median:5.1f} ms, p95 {p95:5.1f} ms", flush=True)
-    starts = cold_start(args.starts)
-    print(f"  emotion-predict \"text\" cold start: {', '.join(f'{s:.1f}' for s in starts)} s "
-          f"(median {statistics.median(starts):.1f} s)")
+        rates[name] = throughput(predict, texts, request_size)
+        flops = split_flops / len(texts) * rates[name]
+        print(f"{name:<16} {statistics.median(starts):5.2f} ({min(starts):.2f}-{max(starts):.2f})"
+              f"{'':>8} {median:6.2f} (p95 {p95:5.2f}) {rates[name]:8.1f} texts/s "
+              f"{flops / 1e9:7.1f} {flops / peak:6.1%}", flush=True)
+    print(f"int8 throughput / TF Python path: {rates['ONNX int8'] / rates['TF Python path']:.2f}x;"
+          f" float32: {rates['ONNX float32'] / rates['TF Python path']:.2f}x")
 
 
 if __name__ == "__main__":
