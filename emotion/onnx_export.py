@@ -81,21 +81,24 @@ def convert(model: Any, path: Path) -> None:
     onnx.save(graph, str(path))
 
 
-def quantize(source: Path, destination: Path, weight_type: str) -> None:
-    """Dynamic int8 quantization: weights stored as 8-bit integers, activations quantized
-    per batch at run time (onnxruntime's quantize_dynamic)."""
+def quantize(source: Path, destination: Path, weight_type: str, per_channel: bool) -> None:
+    """Dynamic int8 quantization: weights stored as 8-bit integers (one scale per tensor, or
+    per output channel), activations quantized per run (onnxruntime's quantize_dynamic)."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    quantize_dynamic(str(source), str(destination), weight_type=getattr(QuantType, weight_type))
+    quantize_dynamic(str(source), str(destination), weight_type=getattr(QuantType, weight_type),
+                     per_channel=per_channel)
 
 
-def write_runtime(trained: TensorFlowBackend, folder: Path, *, weight_type: str) -> None:
+def write_runtime(trained: TensorFlowBackend, folder: Path, *, weight_type: str,
+                  per_channel: bool) -> None:
     """The runtime folder of a trained model (loaded on the tensorflow backend): both graphs,
     its tokenizer, and runtime.json (labels, max_length, padding and truncation; the default
     variant is set later by set_default_variant, once both have been measured)."""
     folder.mkdir(parents=True)
     convert(trained.model, folder / VARIANT_FILES["float32"])
-    quantize(folder / VARIANT_FILES["float32"], folder / VARIANT_FILES["int8"], weight_type)
+    quantize(folder / VARIANT_FILES["float32"], folder / VARIANT_FILES["int8"], weight_type,
+             per_channel)
     shutil.copy(trained.folder / "tokenizer.json", folder / "tokenizer.json")
     tokenizer = trained.tokenizer
     settings = {
@@ -104,6 +107,7 @@ def write_runtime(trained: TensorFlowBackend, folder: Path, *, weight_type: str)
         "pad_id": tokenizer.pad_token_id,
         "truncation_side": tokenizer.truncation_side,
         "int8_weight_type": weight_type,
+        "int8_per_channel": per_channel,
         "default": "float32",
     }
     (folder / RUNTIME_FILE).write_text(json.dumps(settings, indent=2) + "\n")

@@ -34,6 +34,7 @@ def main() -> None:
     params = load_params("onnx")
     batch_size = positive(params, "onnx", "batch_size", int)
     weight_type = one_of(params, "onnx", "int8_weight_type", INT8_WEIGHT_TYPES)
+    per_channel = param(params, "onnx", "int8_per_channel", bool)
     max_drop = param(params, "onnx", "int8_max_accuracy_drop", float)
     trained = TextClassifier(MODEL_DIR, "tensorflow", batch_size)
     data = {split: read_split(RAW_DIR, split) for split in SPLITS}
@@ -42,7 +43,7 @@ def main() -> None:
 
     # The runtime folder and its metrics are moved into place together, or neither.
     with atomic_outputs(DEFAULT_FOLDER, METRICS_FILE) as (folder, metrics_out):
-        write_runtime(trained.backend, folder, weight_type=weight_type)
+        write_runtime(trained.backend, folder, weight_type=weight_type, per_channel=per_channel)
         runtime = {variant: TextClassifier(folder, batch_size=batch_size, variant=variant)
                    for variant in VARIANT_FILES}
         mismatches = 0
@@ -70,6 +71,7 @@ def main() -> None:
                      - metrics["int8"]["validation"]["accuracy"], 6)
         metrics["default"] = "int8" if drop <= max_drop else "float32"
         metrics["int8_weight_type"] = weight_type
+        metrics["int8_per_channel"] = per_channel
         set_default_variant(folder, metrics["default"])
         metrics_out.write_text(json.dumps(metrics, indent=2) + "\n")
     print(json.dumps(metrics))
