@@ -1,5 +1,5 @@
 """Emotion detection for English text: the code shared by the DVC stages, `emotion-predict`
-and the SavedModel export.
+and the SavedModel and ONNX exports.
 
 Modules, one concern each:
 - errors:  PipelineError and the one-line-error entry point
@@ -9,7 +9,11 @@ Modules, one concern each:
 - model:   classifier heads: building, seeding, saving and reloading
 - training: the learning-rate schedule and the static-shape training step
 - inference: logits of token ids, loss and accuracy
-- predict: labels and probabilities of raw text from a saved model folder
+- scores:  the scores a split is reported with (accuracy, loss, F1)
+- predict: labels and probabilities of raw text (TextClassifier), from one of two backends:
+  - onnx_runtime: the ONNX runtime folder on onnxruntime (no TensorFlow, the default)
+  - tensorflow_backend: the trained model folder on TensorFlow
+- onnx_export: the ONNX runtime folder of a trained model (tf2onnx, int8 quantization)
 - serving: the raw-text TensorFlow SavedModel (tokenizer inside the graph)
 - cli:     the `emotion-predict` command
 """
