@@ -154,22 +154,10 @@ def set_param(folder: Path, section: str, key: str, value) -> None:
     write_params(folder, params)
 
 
-# `make test` runs the suite on two pytest-xdist workers with --dist loadgroup: every test of
-# a group runs on the same worker, so the module- and session-scoped fixtures a group shares
-# are built once (each worker builds its own `dvc_repo`). A module is its own group, but for
-# modules that share an expensive session fixture, which are merged.
-SHARED_FIXTURE_GROUPS = {"test_pipeline_dvc": "faster_lr", "test_review": "faster_lr",
-                         "test_queue": "queued_experiments",
-                         "test_remote_s3": "queued_experiments",
-                         "test_seeds": "queued_experiments"}
-
-
 def pytest_collection_modifyitems(items):
     for item in items:
         if PIPELINE_FIXTURES & set(item.fixturenames):
             item.add_marker("pipeline")
-        module = item.module.__name__.rpartition(".")[2]
-        item.add_marker(pytest.mark.xdist_group(SHARED_FIXTURE_GROUPS.get(module, module)))
 
 
 def as_in_a_terminal() -> None:
