@@ -60,11 +60,11 @@ node_modules/.installed: package.json package-lock.json
 repro: setup  ## run the whole pipeline (about 55 min on 2 CPU cores)
 	dvc repro
 
-# Two pytest-xdist workers, a module's tests on one of them (its fixtures built once); the 15
-# slowest tests and the total end every run (docs/development.md).
+# Two pytest-xdist workers, tests handed out one by one (docs/development.md); the 15 slowest
+# tests and the total end every run.
 test: setup-dev setup-review setup-predict  ## lint + the test suite (about 15-17 min on 2 CPU cores)
 	ruff check emotion stages tests benchmarks tools
-	python -m pytest -n 2 --dist loadscope --durations=15
+	python -m pytest -n 2 --durations=15
 
 test-quick: setup-dev  ## the tests that run no DVC, no stage and no training (~10 s)
 	python -m pytest -m "not pipeline"
