@@ -14,11 +14,13 @@ export HF_HUB_CACHE := $(HF_CACHE)
 export HF_HUB_OFFLINE := 1
 endif
 
-# Same glibc malloc settings as the train stage's command in dvc.yaml (see README).
-MALLOC_ENV := MALLOC_ARENA_MAX=1 MALLOC_MMAP_THRESHOLD_=33554432 \
+# Same oneDNN and glibc malloc settings as the train stage's command in dvc.yaml (see
+# docs/performance.md).
+ONEDNN_ENV := TF_ENABLE_ONEDNN_OPTS=1
+MALLOC_ENV := $(ONEDNN_ENV) MALLOC_ARENA_MAX=1 MALLOC_MMAP_THRESHOLD_=33554432 \
 	MALLOC_TRIM_THRESHOLD_=4294967296 MALLOC_TOP_PAD_=268435456
 
-.PHONY: setup setup-dev setup-review setup-predict repro test test-quick lint bench profile bench-predict bench-large-input review \
+.PHONY: setup setup-dev setup-review setup-predict repro test test-quick lint bench profile bench-predict bench-large-input bench-onednn review \
 	ci-review push pull remote-status seeds train-worker check-python clean-venv
 
 setup: $(VENV)/.installed          ## the pipeline and emotion-predict (Python only)
@@ -98,7 +100,7 @@ remote-status: setup  ## dvc status --cloud: what the remote lacks
 seeds: setup  ## mean ± std over seeds of the experiments (ARGS="-n 3": of 3 commits)
 	python -m tools.seeds $(ARGS)
 
-bench: setup  ## training-speed benchmark on the real data (~10 min on 2 cores)
+bench: setup  ## training speed against the CPU's real matmul limit (~12 min on 2 cores)
 	dvc repro tokenize
 	env $(MALLOC_ENV) python -m benchmarks.train_speed
 	@if dvc status -q; then /usr/bin/time -f "no-op dvc repro: %es" dvc repro -q; \
@@ -114,6 +116,11 @@ train-worker: setup  ## the train stage on a non-chief multi_worker host
 profile: setup  ## where a training step's time goes, by kind of work (~3 min on 2 cores)
 	dvc repro tokenize
 	env $(MALLOC_ENV) python -m benchmarks.profile_step $(ARGS)
+
+# oneDNN on vs off for the train step, evaluate and export, alternated in fresh processes.
+bench-onednn: setup  ## the measurement behind TF_ENABLE_ONEDNN_OPTS=1 (~20 min on 2 cores)
+	dvc repro export
+	python -m benchmarks.onednn $(ARGS)
 
 bench-predict: setup  ## every prediction path side by side (~5 min on 2 cores)
 	dvc repro export onnx

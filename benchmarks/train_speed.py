@@ -6,11 +6,13 @@ Compares three input pipelines for the same model and optimizer step:
                (what Keras fit() does with a padded_batch dataset)
   (c) project: length buckets (train.bucket_lengths), one static-shape graph per length
 and prints examples/s, tokens/s, mean padded length, the (c)/(a) ratio, and the achieved
-FLOP/s as a share of this machine's dense float32 matmul peak (measured here too). Then (c)
-again in mixed bfloat16 (train.precision: mixed_bfloat16), against the bfloat16 matmul peak,
-with the speed-up over float32, and both precisions with the step compiled by XLA
-(train.xla). Also times the tokenizer on all texts. Figures, not assertions; the CPU model
-and its flags are printed first.
+FLOP/s as a share of this machine's real float32 matmul limit: the fastest of TensorFlow with
+oneDNN on, off and NumPy's BLAS, on the step's own shapes (benchmarks.matmul, measured first
+in the same run; the 4096^3 share is printed too). Then (c) again in mixed bfloat16
+(train.precision: mixed_bfloat16), against the bfloat16 limit, with the speed-up over
+float32, and both precisions with the step compiled by XLA (train.xla). Also times the
+tokenizer on all texts. Figures, not assertions; the CPU model and its flags are printed
+first, and the oneDNN setting this process runs with (the stages' own: see dvc.yaml).
 
 Usage (from the repo root, after `dvc repro tokenize`): python -m benchmarks.train_speed
 """
@@ -22,25 +24,13 @@ import time
 import numpy as np
 import tensorflow as tf
 
+from benchmarks.matmul import print_table, references
 from emotion.data import bucket_batches, encode, load_tokenizer, read_split
 from emotion.files import RAW_DIR, SPLITS, TOKENIZED_DIR
 from emotion.hardware import cpu_model, speed_flags
 from emotion.model import new_classifier, seed_everything
 from emotion.params import load_params, model_source
 from emotion.training import make_train_step, new_optimizer, set_precision, train_step_function
-
-
-def matmul_peak(size: int = 4096, repeats: int = 5, dtype=tf.float32) -> float:
-    """Best FLOP/s of a size x size matmul in `dtype`."""
-    a = tf.cast(tf.random.normal([size, size]), dtype)
-    b = tf.cast(tf.random.normal([size, size]), dtype)
-    tf.matmul(a, b).numpy()
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        tf.matmul(a, b).numpy()
-        best = min(best, time.perf_counter() - start)
-    return 2 * size**3 / best
 
 
 def flops_counter(model):
@@ -81,6 +71,21 @@ def generic_step(model, optimizer):
         {"input_ids": spec, "attention_mask": spec}, tf.TensorSpec([None], tf.int32))
 
 
+def build_model(train_params: dict, names: list[str], examples: int, precision: str):
+    """A fresh model (in `precision`) and its optimizer, seeded as the train stage seeds."""
+    checkpoint, revision = model_source()
+    seed = train_params["seed"]
+    set_precision(precision)
+    seed_everything(seed)
+    model = new_classifier(checkpoint, revision, names, pooling=train_params["pooling"],
+                           classifier_dropout=train_params["classifier_dropout"],
+                           classifier_init=train_params["classifier_init"], seed=seed)
+    optimizer = new_optimizer({**train_params, "precision": precision},
+                              steps_per_epoch=examples // train_params["batch_size"])
+    optimizer.build(model.trainable_variables)
+    return model, optimizer
+
+
 def measure(name, step, batches, train_flops, seconds, peak):
     """Warm up on one batch of every shape, then time steps for about `seconds`."""
     batches = list(batches)
@@ -107,7 +112,7 @@ def measure(name, step, batches, train_flops, seconds, peak):
            "peak_share": flops / elapsed / peak}
     print(f"  {name:<34} {row['examples_s']:7.1f} ex/s  {row['tokens_s']:8.0f} tok/s  "
           f"padded len {row['padded_len']:5.1f}  {row['flops'] / 1e9:6.1f} GFLOP/s "
-          f"({row['peak_share']:.0%} of peak)  [{len(warm)} shapes, warm-up {warmup:.0f}s]",
+          f"({row['peak_share']:.0%} of the limit)  [{len(warm)} shapes, warm-up {warmup:.0f}s]",
           flush=True)
     return row
 
@@ -124,11 +129,17 @@ def main() -> None:
     print(f"CPU: {cpu_model()}; flags: {' '.join(speed_flags()) or 'unknown'}")
     print(f"TF {tf.__version__}, {os.cpu_count()} CPUs, "
           f"MALLOC_ARENA_MAX={os.environ.get('MALLOC_ARENA_MAX', 'unset')}")
-    peak = matmul_peak()
-    print(f"dense float32 matmul peak (4096^3): {peak / 1e9:.1f} GFLOP/s")
-    bf16_peak = matmul_peak(dtype=tf.bfloat16)
-    print(f"dense bfloat16 matmul peak (4096^3): {bf16_peak / 1e9:.1f} GFLOP/s "
-          f"({bf16_peak / peak:.2f}x float32)")
+    print(f"this process: TF_ENABLE_ONEDNN_OPTS="
+          f"{os.environ.get('TF_ENABLE_ONEDNN_OPTS', 'unset (TF default for this CPU)')}")
+    kernels = references()
+    print_table(kernels)
+    # The limit a step can reach: the fastest kernel on the step's own shapes.
+    peak = kernels["limit float32"]["step_shapes"] * 1e9
+    bf16_peak = kernels["limit bfloat16"]["step_shapes"] * 1e9
+    square_peak = kernels["limit float32"]["square"] * 1e9
+    print(f"shares below are of the step-shape limits: float32 {peak / 1e9:.1f}, bfloat16 "
+          f"{bf16_peak / 1e9:.1f} GFLOP/s (4096^3 limits: {square_peak / 1e9:.1f}, "
+          f"{kernels['limit bfloat16']['square']:.1f})")
 
     tokenizer = load_tokenizer(checkpoint, revision)
     texts = [text for split in SPLITS for text in read_split(RAW_DIR, split)["text"]]
@@ -142,17 +153,7 @@ def main() -> None:
     ids, labels = list(train["input_ids"]), list(train["label"])
 
     def build(precision: str):
-        """A fresh model (in `precision`) and its optimizer, seeded alike."""
-        set_precision(precision)
-        seed_everything(seed)
-        model = new_classifier(checkpoint, revision, train.features["label"].names,
-                               pooling=train_params["pooling"],
-                               classifier_dropout=train_params["classifier_dropout"],
-                               classifier_init=train_params["classifier_init"], seed=seed)
-        optimizer = new_optimizer({**train_params, "precision": precision},
-                                  steps_per_epoch=len(labels) // batch_size)
-        optimizer.build(model.trainable_variables)
-        return model, optimizer
+        return build_model(train_params, train.features["label"].names, len(labels), precision)
 
     model, optimizer = build("float32")
     pad = tokenizer.pad_token_id
@@ -172,6 +173,7 @@ def main() -> None:
                       args.seconds, peak)
     project = measure("(c) project: buckets, static shapes", make_train_step(model, optimizer),
                       buckets(), train_flops, args.seconds, peak)
+    print(f"(c) against the 4096^3 float32 limit: {project['flops'] / square_peak:.0%}")
     print(f"speed-up (c)/(a): {project['examples_s'] / naive['examples_s']:.2f}x, "
           f"(c)/(b): {project['examples_s'] / dynamic['examples_s']:.2f}x")
     model, optimizer = build("mixed_bfloat16")

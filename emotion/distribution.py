@@ -131,6 +131,18 @@ def gather_from_replicas(strategy: tf.distribute.Strategy, values: Sequence[int]
     return strategy.experimental_local_results(gather())[0].numpy().tolist()
 
 
+def join_workers(strategy: tf.distribute.Strategy, fingerprint: str,
+                 completed_epochs: int) -> int:
+    """Check that every worker of a multi_worker run trains the same thing (the same run
+    fingerprint) and return the chief's number of completed epochs, where all start."""
+    rows = gather_from_replicas(strategy, [int(fingerprint[:15], 16), completed_epochs])
+    if any(row[0] != rows[0][0] for row in rows):
+        raise PipelineError("train.distribution multi_worker: the workers' params, code, data "
+                            "or frameworks differ from the chief's (run fingerprints differ): "
+                            "give every host the same commit and `dvc pull`")
+    return rows[0][1]
+
+
 def broadcast_from_chief(strategy: tf.distribute.Strategy, variables: Sequence[Any]) -> None:
     """Give every replica the first replica's (the chief's) value of each variable, bit for
     bit: how a resumed multi_worker run hands the chief's checkpoint to the other hosts.

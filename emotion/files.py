@@ -12,6 +12,9 @@ from pathlib import Path
 SPLITS = ("train", "validation", "test")
 RAW_DIR = Path("data/raw")
 TOKENIZED_DIR = Path("data/tokenized")
+# The train stage's model (the best epoch, raw probabilities), and the folder users get
+# (stage package: that model calibrated, with its model card).
+TRAINED_DIR = Path("models/trained")
 MODEL_DIR = Path("models/emotion")
 SERVING_DIR = Path("models/serving")
 # Resume state of the train stage: scratch space, git- and DVC-ignored, not a DVC output.

@@ -2,7 +2,8 @@
 TextClassifier:
 - onnx (the default): the ONNX runtime folder written by the onnx stage (models/onnx),
   run with onnxruntime; needs neither TensorFlow nor transformers (emotion.onnx_runtime);
-- tensorflow: the trained model folder itself (models/emotion; emotion.tensorflow_backend).
+- tensorflow: the published model folder itself (models/emotion, calibrated by stage
+  package; emotion.tensorflow_backend).
 Both encode text exactly as training did (the model's own tokenizer and max_length)."""
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import numpy as np
 from emotion.errors import PipelineError
 
 BACKENDS = ("onnx", "tensorflow")
-# The trained model folder (emotion.files.MODEL_DIR), which the onnx runtime folder was
+# The published model folder (emotion.files.MODEL_DIR), which the onnx runtime folder was
 # converted from.
 TRAINED_MODEL = Path("models/emotion")
 
@@ -36,9 +37,14 @@ class Predictions:
         exp = np.exp(logits - logits.max(axis=1, keepdims=True))
         return exp / exp.sum(axis=1, keepdims=True)
 
-    def top(self) -> list[str]:
-        """The most probable label of each text."""
-        return [self.labels[i] for i in self.logits.argmax(axis=1)]
+    def top(self, min_prob: float | None = None) -> list[str | None]:
+        """The most probable label of each text; None where its probability is below
+        `min_prob` (an uncertain text, e.g. for a person to label)."""
+        best = self.logits.argmax(axis=1)
+        if min_prob is None:
+            return [self.labels[i] for i in best]
+        confident = self.probabilities.max(axis=1) >= min_prob
+        return [self.labels[i] if keep else None for i, keep in zip(best, confident)]
 
 
 class TextClassifier:

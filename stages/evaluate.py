@@ -1,13 +1,21 @@
-"""Stage evaluate: score the trained model on the validation and test splits.
+"""Stage evaluate: score the trained model on the validation and test splits, and calibrate it.
 
-The model is used as a user would use it: models/emotion/ (its own tokenizer and max_length)
-on the raw texts, through emotion.predict.TextClassifier.
+The model is used as a user would use it: models/trained/ (its own tokenizer and max_length)
+on the raw texts, through emotion.predict.TextClassifier. Calibration (emotion.calibration):
+with evaluate.temperature_scaling, the temperature that minimises the validation split's
+cross-entropy (test never takes part); stage package folds it into models/emotion/. Every
+score is of the calibrated probabilities, which models/emotion/ gives; "uncalibrated" holds
+the raw ones' loss and ECE.
 
-Writes metrics/evaluate.json (accuracy, loss, macro/weighted F1, nested by split),
-metrics/classification_report.json (per-class precision/recall/F1, scikit-learn),
-plots/evaluate/confusion_<split>.csv (one row per example in dataset order: actual,
-predicted, text; DVC's confusion template reads the first two, reviews pair the rows) and
-plots/evaluate/confusion_<split>.png (row-normalised heat-map).
+Writes metrics/evaluate.json (per split: accuracy, loss, macro/weighted F1, ECE; the
+temperature; the raw probabilities' loss and ECE; coverage and accuracy of the test labels
+kept at each of evaluate.min_prob_thresholds), metrics/classification_report.json
+(per-class precision/recall/F1, scikit-learn), and in plots/evaluate/: confusion_<split>.csv
+(one row per example in dataset order: actual, predicted, text; DVC's confusion template
+reads the first two, reviews pair the rows), confusion_<split>.png (row-normalised heat-map),
+reliability_{uncalibrated,calibrated}.csv (test: accuracy against mean top probability in 15
+equal-width bins) and risk_coverage_{uncalibrated,calibrated}.csv (test: accuracy of the
+most confident labels kept against the share kept, and the threshold that keeps them).
 """
 
 import json
@@ -19,10 +27,20 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from sklearn.metrics import ConfusionMatrixDisplay, classification_report  # noqa: E402
 
+from emotion.calibration import (  # noqa: E402
+    ECE_BINS,
+    at_threshold,
+    cross_entropy,
+    expected_calibration_error,
+    fit_temperature,
+    probabilities,
+    reliability,
+    risk_coverage,
+)
 from emotion.data import label_names, read_split  # noqa: E402
 from emotion.errors import PipelineError, exit_on_error  # noqa: E402
-from emotion.files import MODEL_DIR, RAW_DIR, atomic_outputs, save_figure  # noqa: E402
-from emotion.params import load_params, positive  # noqa: E402
+from emotion.files import RAW_DIR, TRAINED_DIR, atomic_outputs, save_figure  # noqa: E402
+from emotion.params import load_params, param, positive  # noqa: E402
 from emotion.predict import TextClassifier  # noqa: E402
 from emotion.scores import split_scores  # noqa: E402
 
@@ -32,38 +50,79 @@ REPORT_FILE = "metrics/classification_report.json"
 PLOTS_DIR = "plots/evaluate"
 
 
-def main() -> None:
-    batch_size = positive(load_params("evaluate"), "evaluate", "batch_size", int)
-    classifier = TextClassifier(MODEL_DIR, "tensorflow", batch_size)
-    names = classifier.labels
+def read_settings() -> dict:
+    params = load_params("evaluate")
+    thresholds = param(params, "evaluate", "min_prob_thresholds", list)
+    if not thresholds or any(isinstance(t, bool) or not isinstance(t, (int, float))
+                             or not 0 <= t <= 1 for t in thresholds):
+        raise PipelineError(f"param evaluate.min_prob_thresholds must be numbers in [0, 1], "
+                            f"got {thresholds}")
+    return {"batch_size": positive(params, "evaluate", "batch_size", int),
+            "temperature_scaling": param(params, "evaluate", "temperature_scaling", bool),
+            "thresholds": thresholds}
 
-    metrics, reports = {}, {}
+
+def main() -> None:
+    settings = read_settings()
+    classifier = TextClassifier(TRAINED_DIR, "tensorflow", settings["batch_size"])
+    names = classifier.labels
+    logits, labels, texts = {}, {}, {}
+    for split in EVAL_SPLITS:
+        data = read_split(RAW_DIR, split)
+        if label_names(data) != names:
+            raise PipelineError(f"{RAW_DIR}/{split}.parquet: labels {label_names(data)} "
+                                f"differ from the model's {names}")
+        texts[split], labels[split] = list(data["text"]), np.asarray(data["label"])
+        logits[split] = classifier.predict(texts[split]).logits
+    temperature = (fit_temperature(logits["validation"], labels["validation"])
+                   if settings["temperature_scaling"] else 1.0)
+
+    metrics, uncalibrated, reports = {}, {}, {}
     with atomic_outputs(PLOTS_DIR, REPORT_FILE, METRICS_FILE) as (plots, report_out,
                                                                   metrics_out):
         plots.mkdir()
         for split in EVAL_SPLITS:
-            data = read_split(RAW_DIR, split)
-            if label_names(data) != names:
-                raise PipelineError(f"{RAW_DIR}/{split}.parquet: labels {label_names(data)} "
-                                    f"differ from the model's {names}")
-            texts, labels = list(data["text"]), np.asarray(data["label"])
-            logits = classifier.predict(texts).logits
-            predicted = logits.argmax(axis=1)
-            metrics[split] = split_scores(logits, labels)
+            raw = probabilities(logits[split])
+            calibrated = probabilities(logits[split], temperature)
+            predicted = logits[split].argmax(axis=1)
+            metrics[split] = {
+                **split_scores(logits[split].astype(np.float64) / temperature, labels[split]),
+                "ece": round(expected_calibration_error(calibrated, labels[split]), 6)}
+            uncalibrated[split] = {
+                "loss": round(cross_entropy(logits[split], labels[split]), 6),
+                "ece": round(expected_calibration_error(raw, labels[split]), 6)}
             reports[split] = classification_report(
-                labels, predicted, labels=range(len(names)), target_names=names,
+                labels[split], predicted, labels=range(len(names)), target_names=names,
                 output_dict=True, zero_division=0)
-            pd.DataFrame({"actual": [names[i] for i in labels],
+            pd.DataFrame({"actual": [names[i] for i in labels[split]],
                           "predicted": [names[i] for i in predicted],
-                          "text": texts}).to_csv(plots / f"confusion_{split}.csv", index=False)
+                          "text": texts[split]}).to_csv(plots / f"confusion_{split}.csv",
+                                                        index=False)
             display = ConfusionMatrixDisplay.from_predictions(
-                labels, predicted, labels=range(len(names)), display_labels=names,
+                labels[split], predicted, labels=range(len(names)), display_labels=names,
                 normalize="true", values_format=".2f", cmap="Blues", xticks_rotation=45)
             display.ax_.set_title(f"Confusion matrix ({split}, normalised by actual label)")
             save_figure(display.figure_, plots / f"confusion_{split}.png")
             print(f"{split}: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics[split].items()))
+        test = {"uncalibrated": probabilities(logits["test"]),
+                "calibrated": probabilities(logits["test"], temperature)}
+        for kind, scores in test.items():
+            pd.DataFrame(reliability(scores, labels["test"])).to_csv(
+                plots / f"reliability_{kind}.csv", index=False)
+            pd.DataFrame(risk_coverage(scores, labels["test"])).to_csv(
+                plots / f"risk_coverage_{kind}.csv", index=False)
+        metrics.update(
+            calibration={"enabled": settings["temperature_scaling"], "temperature": temperature,
+                         "fitted_on": "validation", "ece_bins": ECE_BINS},
+            uncalibrated=uncalibrated,
+            min_prob={"test": {str(threshold): at_threshold(test["calibrated"], labels["test"],
+                                                            threshold)
+                               for threshold in settings["thresholds"]}})
         report_out.write_text(json.dumps(reports, indent=2) + "\n")
         metrics_out.write_text(json.dumps(metrics, indent=2) + "\n")
+    print(f"temperature {temperature} (fitted on validation); test loss "
+          f"{uncalibrated['test']['loss']:.4f} -> {metrics['test']['loss']:.4f}, "
+          f"ECE {uncalibrated['test']['ece']:.4f} -> {metrics['test']['ece']:.4f}")
 
 
 if __name__ == "__main__":

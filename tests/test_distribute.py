@@ -175,7 +175,7 @@ def test_killed_workers_end_with_one_line_and_the_run_resumes(dvc_repo, tmp_path
     set_param(root, "train", "epochs", KILL_EPOCHS)
     set_param(root, "train", "bucket_lengths", [32])  # one graph to trace: a faster start
     worker = copy_workspace(root, tmp_path / "worker")
-    outputs = ("models/emotion/tf_model.h5", "plots/train/history.csv")
+    outputs = ("models/trained/tf_model.h5", "plots/train/history.csv")
 
     ports = free_ports(2)
     process = start_worker(worker, ports)

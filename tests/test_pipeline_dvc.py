@@ -11,7 +11,7 @@ from conftest import LABELS, dvc, outputs_digest, run_in_process, set_param, sh
 
 from emotion.hardware import has_bfloat16_units
 
-STAGES = ["download", "eda", "tokenize", "train", "evaluate", "export", "onnx"]
+STAGES = ["download", "eda", "tokenize", "train", "evaluate", "package", "export", "onnx"]
 
 
 def ran(log: str) -> list[str]:
@@ -33,8 +33,9 @@ def test_repro_runs_every_stage_and_writes_every_output(dvc_repo):
     root, first = dvc_repo
     order = ran(first)
     assert sorted(order) == sorted(STAGES)
-    assert order.index("download") < order.index("tokenize") < order.index("train") < min(
-        order.index("evaluate"), order.index("export"), order.index("onnx"))
+    assert order.index("download") < order.index("tokenize") < order.index("train") < (
+        order.index("evaluate")) < order.index("package") < min(order.index("export"),
+                                                                 order.index("onnx"))
     pipeline = yaml.safe_load((root / "dvc.yaml").read_text())
     for stage in pipeline["stages"].values():
         for out in stage["outs"]:
@@ -53,16 +54,19 @@ def test_second_repro_does_nothing(dvc_repo):
 def test_a_train_param_change_reruns_train_and_its_dependents(faster_lr):
     # (the shared `faster_lr` branch: train.learning_rate changed, then `dvc repro`)
     assert faster_lr["stale"] == {"train"}
-    assert sorted(ran(faster_lr["log"])) == ["evaluate", "export", "onnx", "train"]
+    assert sorted(ran(faster_lr["log"])) == ["evaluate", "export", "onnx", "package", "train"]
     assert faster_lr["stale_after"] == set()
 
 
 @pytest.mark.parametrize(("section", "key", "value", "reading", "expected"), [
     ("eda", "length_bin_width", 2, {"eda"}, ["eda"]),
     # max_length truncates the texts, and train records it in the model folder
-    ("model", "max_length", 8, {"tokenize", "train"}, ["tokenize", "train", "evaluate",
-                                                       "export", "onnx"]),
+    ("model", "max_length", 8, {"tokenize", "train", "package"},
+     ["tokenize", "train", "evaluate", "package", "export", "onnx"]),
     ("evaluate", "batch_size", 4, {"evaluate"}, ["evaluate"]),
+    # the raw probabilities: a new temperature (1), so a new published model and its exports
+    ("evaluate", "temperature_scaling", False, {"evaluate"},
+     ["evaluate", "package", "export", "onnx"]),
     ("export", "batch_size", 4, {"export"}, ["export"]),
     ("onnx", "batch_size", 4, {"onnx"}, ["onnx"]),
 ])
@@ -88,7 +92,7 @@ def test_experiment_is_listed_restored_and_usable(dvc_repo):
     # -S writes 2e-3 as `2e-03`, a string to plain PyYAML: the stages must read a number.
     log = dvc(root, "exp", "run", "-S", "train.epochs=3", "-S", "train.learning_rate=2e-3",
               "-S", "train.precision=mixed_bfloat16", "-n", "three-epochs")
-    assert sorted(ran(log)) == ["evaluate", "export", "onnx", "train"]
+    assert sorted(ran(log)) == ["evaluate", "export", "onnx", "package", "train"]
     # A CPU without bfloat16 units says so (and names the faster setting); one with them not.
     assert ("no bfloat16 units" in log) == (has_bfloat16_units() is False)
     model = root / "models/emotion"

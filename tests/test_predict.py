@@ -58,7 +58,7 @@ def model(dvc_repo) -> Path:
 
 @pytest.fixture(scope="module")
 def tf_model(dvc_repo) -> Path:
-    """The trained model folder (the train stage's), for --backend tensorflow."""
+    """The published model folder (the package stage's), for --backend tensorflow."""
     return dvc_repo[0] / "models/emotion"
 
 
@@ -145,6 +145,31 @@ def test_empty_texts_are_skipped_or_kept_with_a_null_label(model):
     kept = jsonl(ok(predict("--model", str(model), "--keep-empty", stdin=stdin)))
     assert [r["text"] for r in kept] == texts
     assert [r["label"] is None for r in kept] == [False, True, True, False]
+
+
+def test_min_prob_gives_uncertain_texts_a_null_label_in_every_format(model):
+    texts = [text for text in HARD_TEXTS if text.strip() and "\n" not in text]
+    plain = jsonl(ok(predict("--model", str(model), *texts)))
+    tops = [max(record["scores"].values()) for record in plain]
+    threshold = sorted(tops)[len(tops) // 2]  # about half the texts below it
+    below = [top < threshold for top in tops]
+    assert 0 < sum(below) < len(texts)
+    args = ["--model", str(model), "--min-prob", str(threshold), *texts]
+    result = predict(*args)
+    records = jsonl(ok(result))
+    assert [r["label"] is None for r in records] == below
+    for record, reference in zip(records, plain):  # the scores are still given
+        assert record["scores"] == reference["scores"]
+        assert record["label"] in (None, reference["label"])
+    assert f"{sum(below)} of {len(texts)} text(s) below --min-prob" in result.stderr.decode()
+    rows = list(csv.DictReader(io.StringIO(ok(predict(*args, "--format", "csv")))))
+    assert [row["label"] == "" for row in rows] == below
+    assert all(float(row[LABELS[0]]) >= 0 for row in rows)
+    table = ok(predict(*args, "--format", "table")).splitlines()[1:]
+    assert [row.split()[0] == "-" for row in table] == below
+    assert all(0 < float(row.split()[1]) <= 1 for row in table)  # the probability still shown
+    bad = predict("--model", str(model), "--min-prob", "1.5", "hi")
+    assert bad.returncode == 2 and "--min-prob must be in [0, 1]" in bad.stderr.decode()
 
 
 def test_long_texts_are_truncated_as_in_training_and_flagged(model):

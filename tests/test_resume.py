@@ -74,11 +74,11 @@ def test_killed_training_resumes_to_identical_weights(project, assets, sig, opti
 
     run_ok("train", project)
     uninterrupted = {name: (project / name).read_bytes()
-                     for name in ("models/emotion/tf_model.h5", "plots/train/history.csv")}
+                     for name in ("models/trained/tf_model.h5", "plots/train/history.csv")}
     shutil.rmtree(project / "models")
 
     kill_after_first_epoch(project, sig)
-    assert not (project / "models/emotion").exists()
+    assert not (project / "models/trained").exists()
     log = run_ok("train", project)
 
     assert "resuming after epoch" in log
@@ -122,7 +122,7 @@ def test_xla_compiled_training_continues_to_the_bytes_of_one_run(project, assets
         """The saved model's weights in the file's (alphabetical) order. Not the file's bytes:
         it names the layers, and each model built in this process gets new names."""
         weights = []
-        with h5py.File(project / "models/emotion/tf_model.h5") as saved:
+        with h5py.File(project / "models/trained/tf_model.h5") as saved:
             saved.visititems(lambda name, item: weights.append(item[()].tobytes())
                              if isinstance(item, h5py.Dataset) else None)
         return weights
@@ -164,12 +164,12 @@ def test_changed_code_after_a_finished_run_trains_afresh(project, assets):
     # In this process: the project's code is still this repo's, and the fingerprint reads
     # the project's files either way. The changed code must run as its own process.
     params = train_one_epoch(project, assets, in_process=True)
-    first = (project / "models/emotion/tf_model.h5").read_bytes()
+    first = (project / "models/trained/tf_model.h5").read_bytes()
     double_the_loss(project)
     log = run_ok("train", project)
     assert "resuming" not in log
     assert [line for line in log.splitlines() if line.startswith("epoch 1/1: ")]
-    assert (project / "models/emotion/tf_model.h5").read_bytes() != first
+    assert (project / "models/trained/tf_model.h5").read_bytes() != first
     assert params["train"]["epochs"] == 1
 
 

@@ -6,6 +6,7 @@ import json
 import datasets
 import pandas as pd
 import pytest
+import yaml
 from conftest import LABELS, SPLIT_SIZES, digest, stage_ok, tiny_params, write_params
 
 run_ok = stage_ok
@@ -80,11 +81,11 @@ def test_tokenize_writes_unpadded_truncated_ids(project, assets):
     assert list(data["label"]) == list(raw["label"])
 
 
-def test_train_and_evaluate_learn_and_write_every_output(project, assets):
+def test_train_evaluate_package_learn_calibrate_and_write_every_output(project, assets):
     params = tiny_params(assets)
     params["train"].update(learning_rate=3.0e-3, epochs=12)
     write_params(project, params)
-    for stage in ("download", "tokenize", "train", "evaluate"):
+    for stage in ("download", "tokenize", "train", "evaluate", "package"):
         run_ok(stage, project)
 
     history = pd.read_csv(project / "plots/train/history.csv")
@@ -96,13 +97,18 @@ def test_train_and_evaluate_learn_and_write_every_output(project, assets):
     assert train_metrics["validation"]["loss"] == pytest.approx(best["val_loss"], abs=1e-5)
 
     metrics = json.loads((project / "metrics/evaluate.json").read_text())
-    assert set(metrics) == {"validation", "test"}
-    assert set(metrics["test"]) == {"accuracy", "loss", "macro_f1", "weighted_f1"}
+    assert set(metrics) == {"validation", "test", "calibration", "uncalibrated", "min_prob"}
+    assert set(metrics["test"]) == {"accuracy", "loss", "macro_f1", "weighted_f1", "ece"}
     # It learned: an untrained head predicts one class (accuracy 1/6, loss ln 6 = 1.79).
     assert history["val_loss"].min() < 1.5
     assert metrics["test"]["accuracy"] > 0.25
-    # Validation scored by evaluate matches what train measured on the kept epoch.
-    assert metrics["validation"]["loss"] == pytest.approx(best["val_loss"], abs=1e-4)
+    # Validation scored by evaluate (raw probabilities) matches what train measured on the
+    # kept epoch; the temperature fitted there lowers validation's loss (T = 1 was a candidate).
+    raw = metrics["uncalibrated"]
+    assert raw["validation"]["loss"] == pytest.approx(best["val_loss"], abs=1e-4)
+    temperature = metrics["calibration"]["temperature"]
+    assert metrics["calibration"]["enabled"] and temperature != 1.0 and 0.05 <= temperature <= 20
+    assert metrics["validation"]["loss"] < raw["validation"]["loss"]
 
     report = json.loads((project / "metrics/classification_report.json").read_text())
     assert set(LABELS) <= set(report["test"])
@@ -113,20 +119,66 @@ def test_train_and_evaluate_learn_and_write_every_output(project, assets):
     assert list(confusion["text"]) == list(raw_test["text"])
     assert list(confusion["actual"]) == [LABELS[i] for i in raw_test["label"]]
     # evaluate.json rounds to 6 decimals
-    assert (confusion["actual"] == confusion["predicted"]).mean() == pytest.approx(
-        metrics["test"]["accuracy"], abs=1e-6)
+    accuracy = (confusion["actual"] == confusion["predicted"]).mean()
+    assert accuracy == pytest.approx(metrics["test"]["accuracy"], abs=1e-6)
     assert (project / "plots/evaluate/confusion_test.png").read_bytes().startswith(b"\x89PNG")
+    # The calibration plots cover the test split: every example in one reliability bin, and
+    # keeping them all (coverage 1) gives the test accuracy.
+    for kind in ("uncalibrated", "calibrated"):
+        bins = pd.read_csv(project / f"plots/evaluate/reliability_{kind}.csv")
+        assert bins["count"].sum() == SPLIT_SIZES["test"]
+        assert ((bins["confidence"] > bins["bin_low"]) & (bins["confidence"] <= bins["bin_high"])
+                ).all()
+        curve = pd.read_csv(project / f"plots/evaluate/risk_coverage_{kind}.csv")
+        assert curve["coverage"].iloc[-1] == 1.0 and curve["threshold"].is_monotonic_decreasing
+        assert curve["accuracy"].iloc[-1] == pytest.approx(accuracy, abs=1e-6)
+    assert set(metrics["min_prob"]["test"]) == {"0.5", "0.7", "0.9"}
 
-    # The saved model reloads with from_pretrained and keeps the label names.
-    from transformers import AutoTokenizer, TFAutoModelForSequenceClassification
+    # package: the trained model with the temperature folded into its head, and a model card.
+    import h5py
 
-    model = TFAutoModelForSequenceClassification.from_pretrained(str(project / "models/emotion"))
-    tokenizer = AutoTokenizer.from_pretrained(str(project / "models/emotion"))
-    assert [model.config.id2label[i] for i in range(6)] == LABELS
-    logits = model(tokenizer(["i feel so happy"], return_tensors="tf")).logits
-    assert logits.shape == (1, 6)
-    # Checkpoints stay out of the model folder.
-    assert not any("ckpt" in f.name for f in (project / "models/emotion").iterdir())
+    from emotion.model_folder import head_datasets
+
+    trained, published = project / "models/trained", project / "models/emotion"
+    head = head_datasets(trained / "tf_model.h5")
+    with h5py.File(trained / "tf_model.h5") as before, \
+            h5py.File(published / "tf_model.h5") as after:
+        weights = []
+        before.visititems(lambda name, item: weights.append(name)
+                          if isinstance(item, h5py.Dataset) else None)
+        assert len(weights) > 20
+        for name in weights:  # the head divided by T, every other weight untouched
+            expected = before[name][...] / temperature if name in head else before[name][...]
+            assert after[name][...] == pytest.approx(expected, rel=1e-6)
+    assert json.loads((published / "config.json").read_text())["temperature"] == temperature
+    card = (published / "README.md").read_text()
+    header = yaml.safe_load(card.split("---\n")[1])
+    results = header["model-index"][0]["results"][0]
+    assert {m["name"]: m["value"] for m in results["metrics"]}["Accuracy"] == metrics[
+        "test"]["accuracy"]
+    assert header["base_model"] == str(assets["model"]) and header["pipeline_tag"] == (
+        "text-classification")
+    assert f"T = {temperature:.4f}" in card and "torch_dtype=None" in card
+
+    # transformers' pipeline() loads the published folder and gives evaluate's calibrated
+    # probabilities (and the raw model's labels).
+    from transformers import pipeline
+
+    classify = pipeline("text-classification", model=str(published), framework="tf",
+                        torch_dtype=None)
+    texts = list(raw_test["text"][:16])
+    scored = classify(texts, truncation=True, top_k=None)
+    from emotion.calibration import probabilities
+    from emotion.predict import TextClassifier
+
+    logits = TextClassifier(trained, "tensorflow").predict(texts).logits
+    expected = probabilities(logits, temperature)
+    got = [[next(s["score"] for s in row if s["label"] == label) for label in LABELS]
+           for row in scored]
+    assert got == pytest.approx(expected.tolist(), abs=1e-5)
+    # Checkpoints stay out of the model folders.
+    for folder in (trained, published):
+        assert not any("ckpt" in f.name for f in folder.iterdir())
 
 
 def test_bucket_batches_pad_to_bucket_lengths_and_cover_every_example_once():
@@ -180,11 +232,11 @@ def test_mean_pooling_head_trains_and_reloads_faithfully(project, assets):
 
     history = pd.read_csv(project / "plots/train/history.csv")
     assert history["val_loss"].min() < 1.5  # it learned (chance: ln 6 = 1.79)
-    config = json.loads((project / "models/emotion/config.json").read_text())
+    config = json.loads((project / "models/trained/config.json").read_text())
     assert config["pooling"] == "mean"
     import h5py
 
-    with h5py.File(project / "models/emotion/tf_model.h5") as weights:
+    with h5py.File(project / "models/trained/tf_model.h5") as weights:
         names = []
         weights.visit(names.append)
     assert not any("pooler" in name for name in names)
@@ -192,7 +244,7 @@ def test_mean_pooling_head_trains_and_reloads_faithfully(project, assets):
     # train did with the in-memory model.
     metrics = json.loads((project / "metrics/evaluate.json").read_text())
     best_val_loss = json.loads((project / "metrics/train.json").read_text())["validation"]["loss"]
-    assert metrics["validation"]["loss"] == pytest.approx(best_val_loss, abs=1e-4)
+    assert metrics["uncalibrated"]["validation"]["loss"] == pytest.approx(best_val_loss, abs=1e-4)
 
 
 def test_mean_pooling_ignores_padding_and_loads_the_pretrained_encoder(assets):

@@ -30,9 +30,14 @@ SEED = "train.seed"
 CODE = "code (commit)"
 SELECTED_BY = "validation.loss"
 # Shown metrics: the key in the flattened metrics/evaluate.json (+ train_minutes) → column.
+# Since calibration, the split scores are of the calibrated probabilities and "uncalibrated"
+# holds the raw ones' (older runs have raw scores only, so their raw columns are filled from
+# them).
 COLUMNS = {"validation.loss": "validation loss", "validation.accuracy": "validation accuracy",
            "test.accuracy": "test accuracy", "test.loss": "test loss",
-           "test.macro_f1": "test macro-F1", "train_minutes": "train minutes"}
+           "test.macro_f1": "test macro-F1", "test.ece": "test ECE",
+           "uncalibrated.test.loss": "test loss (raw)", "uncalibrated.test.ece": "test ECE (raw)",
+           "calibration.temperature": "temperature", "train_minutes": "train minutes"}
 
 
 @dataclass
@@ -68,8 +73,11 @@ def run_of(name: str, baseline: str, data: dict | None) -> Run | None:
     dependencies = {path: entry.get("hash") for path, entry in (data.get("deps") or {}).items()
                     if path not in outputs}
     code = hashlib.md5(json.dumps(dependencies, sort_keys=True).encode()).hexdigest()
+    scores = flatten(evaluation)
+    if "calibration.temperature" not in scores and "test.loss" in scores:  # before calibration
+        scores["uncalibrated.test.loss"] = scores["test.loss"]
     return Run(name, baseline, code, flatten(params),
-               {**flatten(evaluation), "train_minutes": training.get("train_minutes")})
+               {**scores, "train_minutes": training.get("train_minutes")})
 
 
 def finished_runs(table: list[dict]) -> tuple[list[Run], dict[str, int]]:

@@ -1,0 +1,160 @@
+"""The model card (README.md of the published model folder), written from the pipeline's own
+metrics and params, in the Hugging Face model-card format: YAML metadata with `model-index`
+results on the test split, then the card's text."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+
+# Classes with the fewest training examples, called out as the weak ones when they are.
+WEAK_CLASS_F1 = 0.85
+
+
+def metadata(facts: dict[str, Any]) -> dict[str, Any]:
+    """The card's YAML header."""
+    test = facts["evaluate"]["test"]
+    dataset = {"name": facts["dataset"], "type": facts["dataset"], "split": "test"}
+    if facts.get("dataset_config"):
+        dataset["config"] = facts["dataset_config"]
+    if facts.get("dataset_revision"):
+        dataset["revision"] = facts["dataset_revision"]
+    return {
+        "language": ["en"],
+        "library_name": "transformers",
+        "pipeline_tag": "text-classification",
+        "tags": ["emotion", "tensorflow", "text-classification", "calibrated"],
+        "base_model": facts["checkpoint"],
+        "datasets": [facts["dataset"]],
+        "metrics": ["accuracy", "f1"],
+        "model-index": [{
+            "name": facts["name"],
+            "results": [{
+                "task": {"type": "text-classification", "name": "Text Classification"},
+                "dataset": dataset,
+                "metrics": [
+                    {"type": "accuracy", "value": test["accuracy"], "name": "Accuracy"},
+                    {"type": "f1", "value": test["macro_f1"], "name": "Macro F1",
+                     "args": {"average": "macro"}},
+                    {"type": "f1", "value": test["weighted_f1"], "name": "Weighted F1",
+                     "args": {"average": "weighted"}},
+                    {"type": "loss", "value": test["loss"], "name": "Cross-entropy"},
+                    {"type": "ece", "value": test["ece"],
+                     "name": "Expected calibration error (15 bins)"},
+                ],
+            }],
+        }],
+    }
+
+
+def render(facts: dict[str, Any]) -> str:
+    """The whole card. `facts`: name, checkpoint, checkpoint_revision, dataset,
+    dataset_config, dataset_revision, labels, train (the train params), train_metrics,
+    evaluate (metrics/evaluate.json), report (metrics/classification_report.json)."""
+    evaluation, report = facts["evaluate"], facts["report"]["test"]
+    test, calibration = evaluation["test"], evaluation["calibration"]
+    raw = evaluation["uncalibrated"]["test"]
+    labels = facts["labels"]
+    train, train_metrics = facts["train"], facts["train_metrics"]
+    weak = [label for label in labels if report[label]["f1-score"] < WEAK_CLASS_F1]
+    revision = facts.get("checkpoint_revision")
+    base = f"`{facts['checkpoint']}`" + (f" (revision `{revision}`)" if revision else "")
+    dataset = f"`{facts['dataset']}`" + (
+        f" (config `{facts['dataset_config']}`, revision `{facts['dataset_revision']}`)"
+        if facts.get("dataset_revision") else "")
+    temperature = calibration["temperature"]
+    lines = [
+        "---",
+        yaml.safe_dump(metadata(facts), sort_keys=False, allow_unicode=True).rstrip(),
+        "---",
+        "",
+        f"# {facts['name']}: emotion of English text ({len(labels)} labels)",
+        "",
+        f"Fine-tuned from {base} on {dataset} with TensorFlow and the `emotion` DVC "
+        "pipeline. This card is written by the pipeline from its own metrics "
+        "(stage `package`), so it describes exactly these weights.",
+        "",
+        f"Labels: {', '.join(f'`{label}`' for label in labels)}.",
+        "",
+        "## Use",
+        "",
+        "```python",
+        "from transformers import pipeline",
+        "",
+        "# torch_dtype=None: with transformers 4.54 and no PyTorch installed, pipeline() "
+        "fails without it",
+        'classify = pipeline("text-classification", model="<this folder>", framework="tf",',
+        "                    torch_dtype=None)",
+        'classify("i feel so happy today", truncation=True, top_k=None)  # every label\'s score',
+        "```",
+        "",
+        "or `emotion-predict --model <this folder> --backend tensorflow \"some text\"`. "
+        + ("The head is on the [CLS] pooler output, which pipeline() builds."
+           if train.get("pooling", "cls") == "cls" else
+           "The head is on mean-pooled token states (`pooling: mean`): load it with "
+           "`emotion.predict.TextClassifier`; pipeline() would build a [CLS] head."),
+        "",
+        "## Evaluation (test split)",
+        "",
+        "| accuracy | macro F1 | weighted F1 | cross-entropy | ECE |",
+        "|---|---|---|---|---|",
+        f"| {test['accuracy']:.4f} | {test['macro_f1']:.4f} | {test['weighted_f1']:.4f} "
+        f"| {test['loss']:.4f} | {test['ece']:.4f} |",
+        "",
+        "| label | precision | recall | F1 | support |",
+        "|---|---|---|---|---|",
+        *[f"| {label} | {report[label]['precision']:.4f} | {report[label]['recall']:.4f} "
+          f"| {report[label]['f1-score']:.4f} | {int(report[label]['support'])} |"
+          for label in labels],
+        "",
+        "## Calibration",
+        "",
+        (f"The probabilities are temperature-scaled: the logits are divided by T = "
+         f"{temperature:.4f}, fitted on the validation split only (minimum cross-entropy), and "
+         "folded into the classifier layer's weights, so every label is the unscaled model's."
+         if calibration["enabled"] else
+         "Temperature scaling is off (`evaluate.temperature_scaling: false`): these are the "
+         "model's raw probabilities."),
+        "Expected calibration error (ECE): the top probability in 15 equal-width bins, the "
+        "mean over bins weighted by their share of examples of |accuracy - mean probability|.",
+        "",
+        "| test split | cross-entropy | ECE |",
+        "|---|---|---|",
+        f"| raw probabilities | {raw['loss']:.4f} | {raw['ece']:.4f} |",
+        f"| this model | {test['loss']:.4f} | {test['ece']:.4f} |",
+        "",
+        "Keeping only labels whose top probability reaches a threshold "
+        "(`emotion-predict --min-prob P`), on the test split:",
+        "",
+        "| threshold | share of texts labelled | accuracy of those labels |",
+        "|---|---|---|",
+        *[f"| {threshold} | {row['coverage']:.1%} | "
+          + (f"{row['accuracy']:.4f} |" if row["accuracy"] is not None else "- |")
+          for threshold, row in evaluation["min_prob"]["test"].items()],
+        "",
+        "## Training",
+        "",
+        f"Best epoch {train_metrics['best_epoch']} of {train_metrics['epochs']} by validation "
+        f"loss (validation accuracy {train_metrics['validation']['accuracy']:.4f}). Params:",
+        "",
+        "| param | value |",
+        "|---|---|",
+        *[f"| train.{key} | {value} |" for key, value in train.items()],
+        "",
+        "## Intended use and limits",
+        "",
+        f"- For English tweet-like short texts, one of the {len(labels)} labels above per text. "
+        "Other domains, languages, long documents (cut at "
+        f"{facts['max_length']} tokens) and mixed emotions are outside what it was measured on.",
+        "- The dataset's labels were machine-generated (distant supervision from hashtags); "
+        "its card asks for educational and research use only.",
+        *([f"- Weak classes (test F1 below {WEAK_CLASS_F1}): " + ", ".join(
+            f"`{label}` (F1 {report[label]['f1-score']:.2f}, {int(report[label]['support'])} "
+            "test texts)" for label in weak) + ": the rarest labels in training; treat them "
+            "with care."] if weak else []),
+        "- Probabilities are calibrated on the validation split's distribution; on other text "
+        "they can be over-confident again.",
+        "",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,54 @@
+"""Stage package: the model folder users get, calibrated and with its model card.
+
+Copies models/trained/ to models/emotion/ with the temperature that stage evaluate fitted on
+the validation split folded into the classifier layer (emotion.model_folder; 1.0 when
+evaluate.temperature_scaling is off), and writes its README.md: a Hugging Face model card
+from metrics/evaluate.json, metrics/classification_report.json, metrics/train.json and the
+params (emotion.model_card). The folder is self-contained: copied or published, it predicts
+what the pipeline measured, with transformers' pipeline() too.
+"""
+
+import json
+from pathlib import Path
+
+from emotion.errors import PipelineError, exit_on_error
+from emotion.files import MODEL_DIR, TRAINED_DIR, atomic_output
+from emotion.model_card import render
+from emotion.model_folder import copy_calibrated
+from emotion.params import load_params, model_source
+
+METRICS = {"evaluate": "metrics/evaluate.json", "report": "metrics/classification_report.json",
+           "train_metrics": "metrics/train.json"}
+
+
+def read_json(path: str) -> dict:
+    try:
+        with open(path) as file:
+            return json.load(file)
+    except (OSError, ValueError) as error:
+        raise PipelineError(f"{path}: cannot read it ({error}): run `dvc repro`") from None
+
+
+def main() -> None:
+    facts = {key: read_json(path) for key, path in METRICS.items()}
+    config = read_json(str(TRAINED_DIR / "config.json"))
+    data = load_params("data")
+    hub = not Path(data["dataset"]).is_dir()  # a local folder has no Hub config or revision
+    facts.update(
+        name=MODEL_DIR.name,
+        labels=[config["id2label"][str(i)] for i in range(len(config["id2label"]))],
+        train=load_params("train"),
+        max_length=load_params("model")["max_length"],
+        dataset=data["dataset"], dataset_config=data.get("config") if hub else None,
+        dataset_revision=data.get("revision") if hub else None)
+    facts["checkpoint"], facts["checkpoint_revision"] = model_source()
+    temperature = facts["evaluate"]["calibration"]["temperature"]
+    with atomic_output(MODEL_DIR) as out:
+        copy_calibrated(TRAINED_DIR, out, temperature)
+        (out / "README.md").write_text(render(facts))
+    print(f"{MODEL_DIR}: {TRAINED_DIR} with temperature {temperature} folded in, and its "
+          "model card (README.md)")
+
+
+if __name__ == "__main__":
+    exit_on_error(main)
