@@ -111,7 +111,7 @@ def render(facts: dict[str, Any]) -> str:
         "## Calibration",
         "",
         (f"The probabilities are temperature-scaled: the logits are divided by T = "
-         f"{temperature:.4f}, fitted on the validation split only (minimum cross-entropy), and "
+         f"{temperature:.3f}, fitted on the validation split only (minimum cross-entropy), and "
          "folded into the classifier layer's weights, so every label is the unscaled model's."
          if calibration["enabled"] else
          "Temperature scaling is off (`evaluate.temperature_scaling: false`): these are the "

@@ -4,6 +4,7 @@
 import json
 
 import datasets
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -158,7 +159,7 @@ def test_train_evaluate_package_learn_calibrate_and_write_every_output(project, 
         "test"]["accuracy"]
     assert header["base_model"] == str(assets["model"]) and header["pipeline_tag"] == (
         "text-classification")
-    assert f"T = {temperature:.4f}" in card and "torch_dtype=None" in card
+    assert f"T = {temperature:.3f}" in card and "torch_dtype=None" in card
 
     # transformers' pipeline() loads the published folder and gives evaluate's calibrated
     # probabilities (and the raw model's labels).
@@ -175,10 +176,24 @@ def test_train_evaluate_package_learn_calibrate_and_write_every_output(project, 
     expected = probabilities(logits, temperature)
     got = [[next(s["score"] for s in row if s["label"] == label) for label in LABELS]
            for row in scored]
-    assert got == pytest.approx(expected.tolist(), abs=1e-5)
+    assert np.asarray(got) == pytest.approx(expected, abs=1e-5)
     # Checkpoints stay out of the model folders.
     for folder in (trained, published):
         assert not any("ckpt" in f.name for f in folder.iterdir())
+
+    # evaluate.temperature_scaling: false gives the raw probabilities, and the trained weights.
+    params["evaluate"]["temperature_scaling"] = False
+    write_params(project, params)
+    for stage in ("evaluate", "package"):
+        run_ok(stage, project)
+    off = json.loads((project / "metrics/evaluate.json").read_text())
+    assert off["calibration"] == {**metrics["calibration"], "enabled": False, "temperature": 1.0}
+    for split in ("validation", "test"):
+        assert off[split]["loss"] == off["uncalibrated"][split]["loss"] == raw[split]["loss"]
+        assert off[split]["accuracy"] == metrics[split]["accuracy"]
+    with h5py.File(trained / "tf_model.h5") as before, \
+            h5py.File(published / "tf_model.h5") as after:
+        assert all((after[name][...] == before[name][...]).all() for name in weights)
 
 
 def test_bucket_batches_pad_to_bucket_lengths_and_cover_every_example_once():
@@ -248,7 +263,6 @@ def test_mean_pooling_head_trains_and_reloads_faithfully(project, assets):
 
 
 def test_mean_pooling_ignores_padding_and_loads_the_pretrained_encoder(assets):
-    import numpy as np
     import tensorflow as tf
     from transformers import TFBertModel
 
