@@ -101,9 +101,11 @@ def risk_coverage(probabilities: np.ndarray, labels: np.ndarray, points: int = 1
 
 def at_threshold(probabilities: np.ndarray, labels: np.ndarray, threshold: float) -> dict:
     """Coverage and accuracy of the labels whose top probability is at least `threshold`
-    (what `emotion-predict --min-prob` keeps)."""
+    (what `emotion-predict --min-prob` keeps); only the coverage (0) when none is kept."""
     confidence = probabilities.max(axis=1)
     kept = confidence >= threshold
     correct = probabilities.argmax(axis=1) == labels
+    if not kept.any():  # no accuracy to give (and DVC's metrics drop nulls)
+        return {"coverage": 0.0}
     return {"coverage": round(float(kept.mean()), 6),
-            "accuracy": round(float(correct[kept].mean()), 6) if kept.any() else None}
+            "accuracy": round(float(correct[kept].mean()), 6)}

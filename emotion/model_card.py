@@ -130,7 +130,7 @@ def render(facts: dict[str, Any]) -> str:
         "| threshold | share of texts labelled | accuracy of those labels |",
         "|---|---|---|",
         *[f"| {threshold} | {row['coverage']:.1%} | "
-          + (f"{row['accuracy']:.4f} |" if row["accuracy"] is not None else "- |")
+          + (f"{row['accuracy']:.4f} |" if "accuracy" in row else "- |")
           for threshold, row in evaluation["min_prob"]["test"].items()],
         "",
         "## Training",

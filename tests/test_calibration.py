@@ -74,7 +74,7 @@ def test_risk_coverage_and_threshold_keep_the_most_confident_labels():
     assert [row["accuracy"] for row in rows] == pytest.approx([1.0, 1.0, 2 / 3, 0.75])
     assert [row["threshold"] for row in rows] == [0.95, 0.9, 0.7, 0.55]
     assert at_threshold(scores, labels, 0.8) == {"coverage": 0.5, "accuracy": 1.0}
-    assert at_threshold(scores, labels, 0.99) == {"coverage": 0.0, "accuracy": None}
+    assert at_threshold(scores, labels, 0.99) == {"coverage": 0.0}
 
 
 def test_predictions_top_gives_none_below_min_prob():

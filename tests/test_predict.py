@@ -152,9 +152,11 @@ def test_min_prob_gives_uncertain_texts_a_null_label_in_every_format(model):
     plain = jsonl(ok(predict("--model", str(model), *texts)))
     tops = [max(record["scores"].values()) for record in plain]  # rounded to 7 decimals
     ordered = sorted(tops)
-    middle = len(ordered) // 2  # a threshold halfway between two tops near the median
-    middle = next(i for i in range(middle, len(ordered)) if ordered[i] - ordered[i - 1] > 1e-5)
-    threshold = (ordered[middle - 1] + ordered[middle]) / 2
+    # The threshold: halfway across the widest gap between two tops (at least some texts on
+    # each side; the gap far wider than the 1e-7 rounding of the printed scores).
+    widest = max(range(1, len(ordered)), key=lambda i: ordered[i] - ordered[i - 1])
+    assert ordered[widest] - ordered[widest - 1] > 1e-6
+    threshold = (ordered[widest - 1] + ordered[widest]) / 2
     below = [top < threshold for top in tops]
     assert 0 < sum(below) < len(texts)
     args = ["--model", str(model), "--min-prob", str(threshold), *texts]
