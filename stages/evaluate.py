@@ -78,12 +78,14 @@ def main() -> None:
                    if settings["temperature_scaling"] else 1.0)
 
     metrics, uncalibrated, reports = {}, {}, {}
+    scores = {split: {"uncalibrated": probabilities(logits[split]),
+                      "calibrated": probabilities(logits[split], temperature)}
+              for split in EVAL_SPLITS}
     with atomic_outputs(PLOTS_DIR, REPORT_FILE, METRICS_FILE) as (plots, report_out,
                                                                   metrics_out):
         plots.mkdir()
         for split in EVAL_SPLITS:
-            raw = probabilities(logits[split])
-            calibrated = probabilities(logits[split], temperature)
+            raw, calibrated = scores[split]["uncalibrated"], scores[split]["calibrated"]
             predicted = logits[split].argmax(axis=1)
             metrics[split] = {
                 **split_scores(logits[split].astype(np.float64) / temperature, labels[split]),
@@ -104,20 +106,19 @@ def main() -> None:
             display.ax_.set_title(f"Confusion matrix ({split}, normalised by actual label)")
             save_figure(display.figure_, plots / f"confusion_{split}.png")
             print(f"{split}: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics[split].items()))
-        test = {"uncalibrated": probabilities(logits["test"]),
-                "calibrated": probabilities(logits["test"], temperature)}
-        for kind, scores in test.items():
-            pd.DataFrame(reliability(scores, labels["test"])).to_csv(
+        for kind, test in scores["test"].items():
+            pd.DataFrame(reliability(test, labels["test"])).to_csv(
                 plots / f"reliability_{kind}.csv", index=False)
-            pd.DataFrame(risk_coverage(scores, labels["test"])).to_csv(
+            pd.DataFrame(risk_coverage(test, labels["test"])).to_csv(
                 plots / f"risk_coverage_{kind}.csv", index=False)
         metrics.update(
             calibration={"enabled": settings["temperature_scaling"], "temperature": temperature,
                          "fitted_on": "validation", "ece_bins": ECE_BINS},
             uncalibrated=uncalibrated,
-            min_prob={"test": {str(threshold): at_threshold(test["calibrated"], labels["test"],
-                                                            threshold)
-                               for threshold in settings["thresholds"]}})
+            min_prob={"test": {
+                str(threshold): at_threshold(scores["test"]["calibrated"], labels["test"],
+                                             threshold)
+                for threshold in settings["thresholds"]}})
         report_out.write_text(json.dumps(reports, indent=2) + "\n")
         metrics_out.write_text(json.dumps(metrics, indent=2) + "\n")
     print(f"temperature {temperature} (fitted on validation); test loss "
