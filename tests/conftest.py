@@ -13,6 +13,7 @@ stage's behaviour is: that spares TensorFlow's start-up of several seconds a run
 import contextlib
 import io
 import os
+import pickle
 import random
 import runpy
 import shutil
@@ -24,6 +25,11 @@ from pathlib import Path
 
 import pytest
 import yaml
+from filelock import FileLock
+
+# As the stage commands of dvc.yaml run TensorFlow (and so every stage this suite starts, and
+# this process): tf.keras is tf_keras, and importing TensorFlow does not import Keras 3.
+os.environ["TF_USE_LEGACY_KERAS"] = "1"
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # stages and tools are run in-process from any cwd
@@ -104,13 +110,30 @@ def write_tiny_bert(folder: Path, dropout: float = 0.1) -> Path:
     return folder
 
 
+def built_once(tmp_path_factory, name: str, build):
+    """build(folder) once per test run: with pytest-xdist, the first worker to ask builds it in
+    a folder all workers share, while the others wait, and each gets its (pickled) result."""
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        return build(tmp_path_factory.mktemp(name))
+    shared = tmp_path_factory.getbasetemp().parent
+    result = shared / f"{name}.pickle"
+    with FileLock(shared / f"{name}.lock"):
+        if not result.exists():
+            folder = shared / name
+            shutil.rmtree(folder, ignore_errors=True)  # a build that failed in another worker
+            folder.mkdir()
+            result.write_bytes(pickle.dumps(build(folder)))
+        return pickle.loads(result.read_bytes())
+
+
 @pytest.fixture(scope="session")
 def assets(tmp_path_factory) -> dict[str, Path]:
-    """Shared read-only inputs: the synthetic dataset, the tiny BERT, and one without dropout
-    (whose training does not depend on how random numbers are split across devices)."""
-    root = tmp_path_factory.mktemp("assets")
-    return {"dataset": write_dataset(root / "emotion"), "model": write_tiny_bert(root / "bert"),
-            "model_without_dropout": write_tiny_bert(root / "bert-no-dropout", dropout=0.0)}
+    """Shared read-only inputs, built once for all workers: the synthetic dataset, the tiny
+    BERT, and one without dropout (whose training does not depend on how random numbers are
+    split across devices)."""
+    return built_once(tmp_path_factory, "assets", lambda root: {
+        "dataset": write_dataset(root / "emotion"), "model": write_tiny_bert(root / "bert"),
+        "model_without_dropout": write_tiny_bert(root / "bert-no-dropout", dropout=0.0)})
 
 
 def tiny_params(assets: dict[str, Path]) -> dict:
@@ -154,10 +177,34 @@ def set_param(folder: Path, section: str, key: str, value) -> None:
     write_params(folder, params)
 
 
+# Fixtures of a run of their own (a second commit reproduced, DVC's queue, three trainings):
+# the tests that use one go to one pytest-xdist worker together (`--dist loadgroup`), so it
+# is built once, not once on each worker.
+GROUPED_FIXTURES = ("faster_lr", "queued_experiments", "runs")
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist's hook, which reads the group marks
 def pytest_collection_modifyitems(items):
     for item in items:
         if PIPELINE_FIXTURES & set(item.fixturenames):
             item.add_marker("pipeline")
+        for name in GROUPED_FIXTURES:
+            if name in item.fixturenames:
+                item.add_marker(pytest.mark.xdist_group(name))
+    items.sort(key=run_order)
+
+
+def run_order(item) -> int:
+    """Where a test goes in the order workers take tests (`make test` keeps it, with
+    --no-loadscope-reorder): first the queue's group, whose worker builds the shared repo;
+    meanwhile the other worker runs what needs no shared run; then the other groups and
+    the longest tests, so no worker is left with a long one at the end; then the rest."""
+    group = item.get_closest_marker("xdist_group")
+    if group and group.args[0] == GROUPED_FIXTURES[1]:
+        return 0
+    if "dvc_repo" not in item.fixturenames:
+        return 1
+    return 2 if group or item.get_closest_marker("slow") else 3
 
 
 def as_in_a_terminal() -> None:
@@ -288,10 +335,8 @@ def copy_workspace(source: Path, folder: Path, with_repo: bool = False) -> Path:
     return folder
 
 
-@pytest.fixture(scope="session")
-def dvc_repo(tmp_path_factory, assets):
-    """A git + DVC repo holding the tiny project, reproduced once and committed."""
-    root = tmp_path_factory.mktemp("repo")
+def reproduced_repo(root: Path, assets: dict[str, Path]) -> str:
+    """A git + DVC repo of the tiny project in root, reproduced and committed; the log."""
     copy_project(root, "stages", "emotion", "tools", "dvc.yaml", ".dvcignore", ".gitignore")
     if (ROOT / "node_modules").exists():  # the Vega libraries for tools.review
         (root / "node_modules").symlink_to(ROOT / "node_modules")
@@ -302,6 +347,24 @@ def dvc_repo(tmp_path_factory, assets):
     first = dvc(root, "repro")
     sh(root, "git", "add", "-A")
     sh(root, "git", "commit", "-qm", "baseline")
+    return first
+
+
+@pytest.fixture(scope="session")
+def dvc_repo(tmp_path_factory, assets):
+    """A git + DVC repo holding the tiny project, reproduced and committed; and the log of
+    its `dvc repro`. Reproduced once per test run; each pytest-xdist worker has a copy of
+    its own (tests change it and put it back)."""
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        root = tmp_path_factory.mktemp("repo")
+        return root, reproduced_repo(root, assets)
+    def build(folder: Path) -> tuple[Path, str]:
+        (folder / "repo").mkdir()
+        return folder / "repo", reproduced_repo(folder / "repo", assets)
+
+    source, first = built_once(tmp_path_factory, "repo", build)
+    root = copy_workspace(source, tmp_path_factory.mktemp("repo") / "repo", with_repo=True)
+    shutil.rmtree(root / ".dvc/tmp", ignore_errors=True)  # DVC's scratch space, not the repo
     return root, first
 
 

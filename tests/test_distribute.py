@@ -166,6 +166,7 @@ def test_only_the_chief_writes(runs):
     assert runs["worker_after"] == runs["worker_before"]  # not even resume checkpoints
 
 
+@pytest.mark.slow
 def test_killed_workers_end_with_one_line_and_the_run_resumes(dvc_repo, tmp_path):
     """With dropout: a worker killed mid-run ends the chief's `dvc repro` with one line; the
     chief killed mid-run ends the other worker with one line; the next run resumes on both

@@ -61,8 +61,9 @@ def test_a_train_param_change_reruns_train_and_its_dependents(faster_lr):
 @pytest.mark.parametrize(("section", "key", "value", "reading", "expected"), [
     ("eda", "length_bin_width", 2, {"eda"}, ["eda"]),
     # max_length truncates the texts, and train records it in the model folder
-    ("model", "max_length", 8, {"tokenize", "train", "package"},
-     ["tokenize", "train", "evaluate", "package", "export", "onnx"]),
+    pytest.param("model", "max_length", 8, {"tokenize", "train", "package"},
+                 ["tokenize", "train", "evaluate", "package", "export", "onnx"],
+                 marks=pytest.mark.slow),
     ("evaluate", "batch_size", 4, {"evaluate"}, ["evaluate"]),
     ("export", "batch_size", 4, {"export"}, ["export"]),
     ("onnx", "batch_size", 4, {"onnx"}, ["onnx"]),
@@ -80,6 +81,7 @@ def test_a_param_change_reruns_exactly_its_dependents(dvc_repo, section, key, va
         restore(root)
 
 
+@pytest.mark.slow
 def test_experiment_is_listed_restored_and_usable(dvc_repo):
     """An experiment (3 epochs, lr 2e-3, in mixed bfloat16): listed by `dvc exp show`, its
     bfloat16-trained model saved in float32 and served with parity, and both runs' outputs

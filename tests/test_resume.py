@@ -62,6 +62,7 @@ def kill_after_first_epoch(project, sig: int) -> None:
     assert process.returncode != 0, "training finished before it could be interrupted"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("sig", "options"), [
     (signal.SIGKILL, {}),
     (signal.SIGTERM, {"pooling": "mean", "lr_schedule": "linear", "warmup_ratio": 0.2,
@@ -114,6 +115,7 @@ def test_more_epochs_continue_a_finished_run(project, assets):
     assert len(pd.read_csv(project / "plots/train/history.csv")) == 2
 
 
+@pytest.mark.slow
 def test_xla_compiled_training_continues_to_the_bytes_of_one_run(project, assets):
     """train.xla: 2 epochs in one run, and 1 epoch continued to 2 (the resume path: weights,
     Adam's state and the dropout RNG from the checkpoint), end with the same bytes. One
