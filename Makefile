@@ -14,10 +14,10 @@ export HF_HUB_CACHE := $(HF_CACHE)
 export HF_HUB_OFFLINE := 1
 endif
 
-# Same oneDNN and glibc malloc settings as the train stage's command in dvc.yaml (see
+# Same TensorFlow and glibc malloc settings as the train stage's command in dvc.yaml (see
 # docs/performance.md).
-ONEDNN_ENV := TF_ENABLE_ONEDNN_OPTS=1
-MALLOC_ENV := $(ONEDNN_ENV) MALLOC_ARENA_MAX=1 MALLOC_MMAP_THRESHOLD_=33554432 \
+TF_ENV := TF_ENABLE_ONEDNN_OPTS=1 TF_USE_LEGACY_KERAS=1
+MALLOC_ENV := $(TF_ENV) MALLOC_ARENA_MAX=1 MALLOC_MMAP_THRESHOLD_=33554432 \
 	MALLOC_TRIM_THRESHOLD_=4294967296 MALLOC_TOP_PAD_=268435456
 
 .PHONY: setup setup-dev setup-review setup-predict repro test test-quick lint bench profile bench-predict bench-large-input bench-onednn review \
@@ -62,13 +62,14 @@ node_modules/.installed: package.json package-lock.json
 repro: setup  ## run the whole pipeline (about 55 min on 2 CPU cores)
 	dvc repro
 
-# Two pytest-xdist workers, tests handed out one by one (docs/development.md); the 15 slowest
-# tests and the total end every run.
+# Two pytest-xdist workers, tests handed out one by one, those sharing a fixture run of their
+# own as one unit (--dist loadgroup; docs/development.md); the 15 slowest and the total end
+# every run.
 test: setup-dev setup-review setup-predict  ## lint + the test suite (about 15-17 min on 2 CPU cores)
 	ruff check emotion stages tests benchmarks tools
-	python -m pytest -n 2 --durations=15
+	python -m pytest -n 2 --dist loadgroup --no-loadscope-reorder --durations=15
 
-test-quick: setup-dev  ## the tests that run no DVC, no stage and no training (~10 s)
+test-quick: setup-dev  ## the tests that run no DVC, no stage and no training (~20 s)
 	python -m pytest -m "not pipeline"
 
 lint: setup-dev

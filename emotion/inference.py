@@ -17,7 +17,8 @@ def logits_function(model: Any) -> Callable:
 
     spec = tf.TensorSpec([None, None], tf.int32)
     return tf.function(lambda features: model(features, training=False).logits,
-                       input_signature=[{"input_ids": spec, "attention_mask": spec}])
+                       input_signature=[{"input_ids": spec, "attention_mask": spec}],
+                       autograph=False)  # see emotion.training.train_step_function
 
 
 def predict_logits(forward: Callable, input_ids: Sequence[Sequence[int]], batch_size: int,

@@ -62,7 +62,7 @@ def convert(model: Any, path: Path) -> None:
     spec = [tf.TensorSpec([None, None], tf.int32, name="input_ids"),
             tf.TensorSpec([None, None], tf.int32, name="attention_mask")]
 
-    @tf.function(input_signature=spec)
+    @tf.function(input_signature=spec, autograph=False)  # see emotion.training
     def logits(input_ids, attention_mask):
         return model({"input_ids": input_ids, "attention_mask": attention_mask},
                      training=False).logits

@@ -82,11 +82,13 @@ class ServingModule(tf.Module):
         self.tokenizer = GraphTokenizer(backend.tokenizer, classifier.max_length)
         self.labels = tf.constant(classifier.labels)
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text")])
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text")],
+                 autograph=False)  # see emotion.training.train_step_function
     def tokenize(self, text: tf.Tensor) -> dict[str, tf.Tensor]:
         return self.tokenizer(text)
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text")])
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text")],
+                 autograph=False)  # see emotion.training.train_step_function
     def serve(self, text: tf.Tensor) -> dict[str, tf.Tensor]:
         logits = self._forward(self.tokenizer(text), training=False).logits
         return {"probabilities": tf.nn.softmax(logits),

@@ -141,7 +141,10 @@ def train_step_function(model: Any, optimizer: Any, strategy: Any = None,
         correct = tf.reduce_sum(tf.cast(right, tf.float32) * weights)
         return loss, correct
 
-    @tf.function(jit_compile=jit_compile)
+    # autograph=False: the step and the model have no tensor-dependent Python control flow,
+    # so AutoGraph would build the same graph, after seconds of rewriting the source of every
+    # layer (and it fails loudly if that ever changes). Likewise for the other model graphs.
+    @tf.function(jit_compile=jit_compile, autograph=False)
     def step(features, labels):
         loss, correct = strategy.run(replica_step, args=(features, labels))
         return (strategy.reduce(tf.distribute.ReduceOp.SUM, loss, axis=None),
