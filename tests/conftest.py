@@ -110,10 +110,15 @@ def write_tiny_bert(folder: Path, dropout: float = 0.1) -> Path:
     return folder
 
 
+def under_xdist() -> bool:
+    """This process is a pytest-xdist worker."""
+    return bool(os.environ.get("PYTEST_XDIST_WORKER"))
+
+
 def built_once(tmp_path_factory, name: str, build):
     """build(folder) once per test run: with pytest-xdist, the first worker to ask builds it in
     a folder all workers share, while the others wait, and each gets its (pickled) result."""
-    if not os.environ.get("PYTEST_XDIST_WORKER"):
+    if not under_xdist():
         return build(tmp_path_factory.mktemp(name))
     shared = tmp_path_factory.getbasetemp().parent
     result = shared / f"{name}.pickle"
@@ -200,7 +205,7 @@ def run_order(item) -> int:
     meanwhile the other worker runs what needs no shared run; then the other groups and
     the longest tests, so no worker is left with a long one at the end; then the rest."""
     group = item.get_closest_marker("xdist_group")
-    if group and group.args[0] == GROUPED_FIXTURES[1]:
+    if group and group.args[0] == "queued_experiments":
         return 0
     if "dvc_repo" not in item.fixturenames:
         return 1
@@ -355,14 +360,10 @@ def dvc_repo(tmp_path_factory, assets):
     """A git + DVC repo holding the tiny project, reproduced and committed; and the log of
     its `dvc repro`. Reproduced once per test run; each pytest-xdist worker has a copy of
     its own (tests change it and put it back)."""
-    if not os.environ.get("PYTEST_XDIST_WORKER"):
-        root = tmp_path_factory.mktemp("repo")
-        return root, reproduced_repo(root, assets)
-    def build(folder: Path) -> tuple[Path, str]:
-        (folder / "repo").mkdir()
-        return folder / "repo", reproduced_repo(folder / "repo", assets)
-
-    source, first = built_once(tmp_path_factory, "repo", build)
+    source, first = built_once(tmp_path_factory, "repo",
+                               lambda root: (root, reproduced_repo(root, assets)))
+    if not under_xdist():
+        return source, first
     root = copy_workspace(source, tmp_path_factory.mktemp("repo") / "repo", with_repo=True)
     shutil.rmtree(root / ".dvc/tmp", ignore_errors=True)  # DVC's scratch space, not the repo
     return root, first
