@@ -27,16 +27,18 @@ import pandas as pd
 import pytest
 import tensorflow as tf
 from conftest import (
+    BUCKETED,
     command_env,
     copy_workspace,
     digest,
     dvc,
-    is_training,
     outputs_digest,
     processes_under,
     run_stage,
     run_stage_in_process,
     set_param,
+    stage_ok,
+    trainers,
     workspace_state,
 )
 from seaweedfs import free_ports
@@ -111,14 +113,17 @@ def error_line(output: str) -> str:
 
 @pytest.fixture(scope="module")
 def runs(dvc_repo, assets, tmp_path_factory) -> dict:
-    """The tiny BERT without dropout trained by `dvc repro` three ways, in one repo: none,
-    mirrored over 2 logical CPUs, and multi_worker with a second worker beside it. Returns,
-    for each, DVC's log, the history, the last checkpoint and metrics/train.json; and the
-    second worker's exit code, log and workspace before and after."""
+    """The tiny BERT without dropout trained three ways, in one repo: none (the stage, in
+    this process), then by `dvc repro` mirrored over 2 logical CPUs, and multi_worker with a
+    second worker beside it. Returns, for each, its log, the history, the last checkpoint and
+    metrics/train.json; and the second worker's exit code, log and workspace before and
+    after."""
     folder = tmp_path_factory.mktemp("distribute")
     root = copy_workspace(dvc_repo[0], folder / "chief", with_repo=True)
     set_param(root, "model", "checkpoint", str(assets["model_without_dropout"]))
     set_param(root, "train", "epochs", EPOCHS)
+    # Several lengths: the last batch of each is partial, split unevenly across replicas.
+    set_param(root, "train", "bucket_lengths", BUCKETED)
     results = {}
     for distribution in ("none", "mirrored", "multi_worker"):
         set_param(root, "train", "distribution", distribution)
@@ -131,9 +136,10 @@ def runs(dvc_repo, assets, tmp_path_factory) -> dict:
             results["worker_code"], results["worker_log"] = finish(process)
             results["worker_after"] = workspace_state(worker)
             results["ports"] = ports
-        else:
-            devices = {"EMOTION_CPU_DEVICES": "2"} if distribution == "mirrored" else {}
-            log = dvc(root, "repro", "train", env=devices)
+        elif distribution == "mirrored":
+            log = dvc(root, "repro", "train", env={"EMOTION_CPU_DEVICES": "2"})
+        else:  # the reference: the stage in this process (its devices are set up already)
+            log = stage_ok("train", root)
         results[distribution] = {
             "log": log, "history": pd.read_csv(root / "plots/train/history.csv"),
             "weights": last_checkpoint(root),
@@ -174,7 +180,6 @@ def test_killed_workers_end_with_one_line_and_the_run_resumes(dvc_repo, tmp_path
     root = copy_workspace(dvc_repo[0], tmp_path / "chief", with_repo=True)
     set_param(root, "train", "distribution", "multi_worker")
     set_param(root, "train", "epochs", KILL_EPOCHS)
-    set_param(root, "train", "bucket_lengths", [32])  # one graph to trace: a faster start
     worker = copy_workspace(root, tmp_path / "worker")
     outputs = ("models/trained/tf_model.h5", "plots/train/history.csv")
 
@@ -202,8 +207,7 @@ def test_killed_workers_end_with_one_line_and_the_run_resumes(dvc_repo, tmp_path
     ports = free_ports(2)
     process, chief = start_worker(worker, ports), start_chief(root, ports)
     wait_for_epoch(root, done + 1, process, chief)
-    trainer = next(pid for pid, info in processes_under(root).items()
-                   if is_training(info["argv"]))
+    (trainer,) = trainers(processes_under(root))
     os.kill(trainer, signal.SIGKILL)
     code, worker_log = finish(process)
     chief.communicate(timeout=60)

@@ -8,7 +8,15 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from conftest import LABELS, SPLIT_SIZES, digest, stage_ok, tiny_params, write_params
+from conftest import (
+    BUCKETED,
+    LABELS,
+    SPLIT_SIZES,
+    digest,
+    stage_ok,
+    tiny_params,
+    write_params,
+)
 
 run_ok = stage_ok
 
@@ -84,7 +92,7 @@ def test_tokenize_writes_unpadded_truncated_ids(project, assets):
 
 def test_train_evaluate_package_learn_calibrate_and_write_every_output(project, assets):
     params = tiny_params(assets)
-    params["train"].update(learning_rate=3.0e-3, epochs=12)
+    params["train"].update(learning_rate=3.0e-3, epochs=12, bucket_lengths=BUCKETED)
     write_params(project, params)
     for stage in ("download", "tokenize", "train", "evaluate", "package"):
         run_ok(stage, project)
@@ -240,7 +248,7 @@ def test_bucket_batches_reject_sequences_longer_than_the_last_bucket():
 def test_mean_pooling_head_trains_and_reloads_faithfully(project, assets):
     params = tiny_params(assets)
     params["train"].update(learning_rate=3.0e-3, epochs=10, pooling="mean",
-                           lr_schedule="linear", warmup_ratio=0.1)
+                           lr_schedule="linear", warmup_ratio=0.1, bucket_lengths=BUCKETED)
     write_params(project, params)
     for stage in ("download", "tokenize", "train", "evaluate"):
         run_ok(stage, project)
