@@ -183,10 +183,10 @@ def test_killed_workers_end_with_one_line_and_the_run_resumes(dvc_repo, tmp_path
     worker = copy_workspace(root, tmp_path / "worker")
     outputs = ("models/trained/tf_model.h5", "plots/train/history.csv")
 
-    ports = free_ports(2)
+    ports = free_ports(2)  # the uninterrupted run: the chief as the train stage's process
     process = start_worker(worker, ports)
-    dvc(root, "repro", "train", env=cluster_env(ports, 0))
-    assert finish(process)[0] == 0
+    chief = run_stage("train", root, **cluster_env(ports, 0))
+    assert chief.returncode == 0 and finish(process)[0] == 0, chief.stderr[-3000:]
     uninterrupted = {name: (root / name).read_bytes() for name in outputs}
 
     # A worker dies: the chief's dvc repro fails with one line, naming it.

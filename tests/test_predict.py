@@ -75,13 +75,13 @@ def jsonl(text: str) -> list[dict]:
 def test_labels_texts_from_arguments_as_table_and_jsonl(model, tf_model, backend):
     texts = ["i feel wonderful today", "this is so unfair"]
     args = model_args(backend, model, tf_model)
-    table = ok(predict(*args, "--format", "table", *texts, process=True))
+    table = ok(predict(*args, "--format", "table", *texts))
     rows = table.splitlines()[1:]
     assert len(rows) == 2
     for row, text in zip(rows, texts):
         label, probability, shown = row.split(maxsplit=2)
         assert label in LABELS and 1 / 6 <= float(probability) <= 1 and shown == text
-    records = jsonl(ok(predict(*args, *texts, process=True)))  # piped: jsonl
+    records = jsonl(ok(predict(*args, *texts, process=True)))  # the console script, piped: jsonl
     assert [r["text"] for r in records] == texts
     for record in records:
         assert set(record["scores"]) == set(LABELS)
