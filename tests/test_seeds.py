@@ -2,6 +2,7 @@
 grouping and statistics on hand-made `dvc exp show --json` tables."""
 
 import json
+import re
 import shutil
 import statistics
 import subprocess
@@ -45,7 +46,12 @@ def test_seeds_of_real_experiments_summarised_and_unfinished_ones_left_out(queue
     for key, column in (("test", "test accuracy"), ("validation", "validation loss")):
         metric = "accuracy" if column.endswith("accuracy") else "loss"
         values = [run[key][metric] for run in runs]
-        assert cells[column] == f"{statistics.mean(values):.4f} ± {statistics.stdev(values):.4f}"
+        # Printed to 4 decimals: within half a unit of the last digit of the exact figures
+        # (pandas' float sums and statistics' exact ones may round a tie either way).
+        assert re.fullmatch(r"\d+\.\d{4} ± \d+\.\d{4}", cells[column]), cells[column]
+        mean, std = (float(figure) for figure in cells[column].split(" ± "))
+        assert mean == pytest.approx(statistics.mean(values), rel=0, abs=0.5e-4 + 1e-12)
+        assert std == pytest.approx(statistics.stdev(values), rel=0, abs=0.5e-4 + 1e-12)
     assert "Left out: 1 failed, 1 queued" in printed
 
     # A commit that changes no result: HEAD's experiments are none, its run is the old one;
