@@ -12,9 +12,11 @@ stage's behaviour is: that spares TensorFlow's start-up of several seconds a run
 
 import contextlib
 import io
+import json
 import os
 import pickle
 import random
+import re
 import runpy
 import shutil
 import signal
@@ -35,7 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # stages and tools are run in-process from any cwd
     sys.path.insert(0, str(ROOT))
 # Tests that run DVC, a pipeline stage or a training step: `make test-quick` leaves them out.
-PIPELINE_FIXTURES = {"dvc_repo", "project", "trained", "prepared", "tokenized", "faster_lr",
+PIPELINE_FIXTURES = {"dvc_repo", "project", "trained", "prepared", "tokenized", "experiment",
                      "failing_repo", "queued_experiments", "s3"}
 LABELS = ["sadness", "joy", "love", "anger", "fear", "surprise"]
 CUE_WORDS = {
@@ -186,10 +188,10 @@ def set_param(folder: Path, section: str, key: str, value) -> None:
     write_params(folder, params)
 
 
-# Fixtures of a run of their own (a second commit reproduced, DVC's queue, three trainings):
-# the tests that use one go to one pytest-xdist worker together (`--dist loadgroup`), so it
-# is built once, not once on each worker.
-GROUPED_FIXTURES = ("faster_lr", "queued_experiments", "runs")
+# Fixtures of a run of their own (an experiment kept as a branch, DVC's queue, three trainings,
+# the resume tests' first epoch): the tests that use one go to one pytest-xdist worker
+# together (`--dist loadgroup`), so it is built once, not once on each worker.
+GROUPED_FIXTURES = ("experiment", "queued_experiments", "runs", "one_epoch")
 
 
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist's hook, which reads the group marks
@@ -378,32 +380,72 @@ def dvc_repo(tmp_path_factory, assets):
     return root, first
 
 
+# The shared experiment: train params (epochs, learning rate, precision) and a param read
+# before training (model.max_length, so tokenize and all after it rerun). -S writes 3e-3 as
+# `3e-03`, a string to plain PyYAML: the stages must read a number.
+EXPERIMENT = ("train.epochs=3", "train.learning_rate=3e-3", "train.precision=mixed_bfloat16",
+              "model.max_length=8")
+
+
+def ran(log: str) -> list[str]:
+    """The stages a `dvc repro` / `dvc exp run` log says it ran, in order."""
+    return re.findall(r"Running stage '([\w-]+)'", log)
+
+
+def dvc_status(root: Path) -> dict:
+    """What `dvc status --json` prints in root, from the call the command makes (DVC's
+    Repo.status) in this process: the same answer without a process start (~0.5 s)."""
+    from dvc.repo import Repo
+
+    with contextlib.chdir(root), Repo() as repo:  # stages are named relative to the cwd
+        return json.loads(json.dumps(repo.status()))
+
+
+def stale(root: Path) -> set[str]:
+    """The stages `dvc status` calls stale."""
+    return set(dvc_status(root))
+
+
+def dvc_checkout(root: Path) -> None:
+    """`dvc checkout`: its call (DVC's Repo.checkout) in this process."""
+    from dvc.repo import Repo
+
+    with contextlib.chdir(root), Repo() as repo:
+        repo.checkout()
+
+
+def restore(root: Path) -> None:
+    """Back to the committed baseline: git-tracked files, then DVC-cached outputs."""
+    sh(root, "git", "checkout", "--", ".")
+    dvc_checkout(root)
+
+
 @pytest.fixture(scope="session")
-def faster_lr(dvc_repo) -> dict:
-    """A branch `faster-lr` of the shared repo: train.learning_rate 3e-3, reproduced by
-    `dvc repro` and committed; the repo is left back on its baseline. Returns the baseline
-    commit, what `dvc status` called stale before and after the repro, and the repro's log."""
+def experiment(dvc_repo) -> dict:
+    """One `dvc exp run` on the shared repo (EXPERIMENT's params), named `three-epochs`, and
+    kept as the git branch `experiment` (`dvc exp branch`), the second revision that reviews
+    and diffs compare; the workspace is then put back on the baseline. Returns the baseline
+    commit, the names, the run's log, what `dvc status` called stale after the run, and the
+    digests of the declared outputs after the run and on the baseline."""
     root, _ = dvc_repo
     base = sh(root, "git", "rev-parse", "HEAD").strip()
-    branch = sh(root, "git", "branch", "--show-current").strip()
-    sh(root, "git", "checkout", "-q", "-b", "faster-lr")
+    baseline = outputs_digest(root)
+    options = [item for param in EXPERIMENT for item in ("-S", param)]
     try:
-        set_param(root, "train", "learning_rate", 3.0e-3)
-        stale = set(yaml.safe_load(dvc(root, "status", "--json")))
-        log = dvc(root, "repro")
-        stale_after = set(yaml.safe_load(dvc(root, "status", "--json")))
-        sh(root, "git", "commit", "-qam", "faster learning rate")
+        log = dvc(root, "exp", "run", *options, "-n", "three-epochs")
+        outputs = outputs_digest(root)
+        stale_after = stale(root)
+        dvc(root, "exp", "branch", "three-epochs", "experiment")
     finally:
-        sh(root, "git", "checkout", "-q", "-f", branch)
-        dvc(root, "checkout", "-q")
-    return {"base": base, "branch": "faster-lr", "stale": stale, "log": log,
-            "stale_after": stale_after}
+        restore(root)
+    return {"base": base, "name": "three-epochs", "branch": "experiment", "log": log,
+            "stale_after": stale_after, "outputs": outputs, "baseline": baseline}
 
 
 def ci_review(root: Path, base: str, out: Path) -> subprocess.CompletedProcess:
-    """`make ci-review` (tools.review --ci) of base against root's workspace; never raises."""
-    return run_command(root, sys.executable, "-m", "tools.review", "--base", base, "--out",
-                       str(out), "--ci")
+    """`make ci-review` (tools.review --ci) of base against root's workspace, in this process
+    (its dvc and git commands are processes); never raises."""
+    return run_in_process("tools.review", root, ["--base", base, "--out", str(out), "--ci"])
 
 
 # --- DVC's experiment queue -------------------------------------------------------------

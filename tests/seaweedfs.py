@@ -9,6 +9,7 @@ outlives the test; `start()` again resumes the same data on the same ports.
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import signal
 import socket
@@ -32,15 +33,22 @@ def weed_binary() -> str:
 
 
 def free_ports(count: int) -> list[int]:
-    """Distinct loopback ports free right now (held together so none repeats)."""
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
+    """Distinct loopback ports free right now, from below the kernel's ephemeral range: a port
+    the kernel hands out (bind to 0, or the source port of any outgoing connection, such as a
+    training cluster's of another test) could be taken again before our server binds it."""
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    candidates = random.SystemRandom().sample(range(10_000, low), k=min(200, low - 10_000))
+    ports = []
+    for port in candidates:
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:  # in use
+                continue
+        ports.append(port)
+        if len(ports) == count:
+            return ports
+    raise RuntimeError(f"no {count} free loopback ports below {low}")
 
 
 @dataclass

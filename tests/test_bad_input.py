@@ -19,6 +19,7 @@ from conftest import (
     declared_outputs,
     digest,
     dvc,
+    dvc_status,
     run_stage,
     run_stage_in_process,
     sh,
@@ -307,7 +308,7 @@ def test_staging_leftovers_of_killed_runs_are_ignored_and_cleaned_up(dvc_repo):
     live.mkdir()
     try:
         assert sh(root, "git", "status", "--porcelain", "--untracked-files=all") == ""
-        assert json.loads(dvc(root, "status", "--json")) == {}
+        assert dvc_status(root) == {}
         dvc(root, "repro", "-f", "-s", "download")
         assert not leftover.exists()
         assert live.exists()  # its process is alive: not ours to remove

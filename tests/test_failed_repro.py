@@ -18,6 +18,7 @@ from conftest import (
     as_in_a_terminal,
     command_env,
     copy_workspace,
+    dvc_status,
     outputs_digest,
     run_command,
     set_param,
@@ -37,13 +38,11 @@ def failing_repo(dvc_repo, tmp_path_factory) -> Path:
 @pytest.fixture
 def repo(failing_repo):
     """The copy, checked to be up to date; its params are put back after each test."""
-    assert status(failing_repo) == {}
+    assert dvc_status(failing_repo) == {}
     yield failing_repo
     sh(failing_repo, "git", "checkout", "--", "params.yaml")
 
 
-def status(root: Path) -> dict:
-    return json.loads(sh(root, sys.executable, "-m", "dvc", "status", "--json"))
 
 
 def start_repro(root: Path) -> subprocess.Popen:
@@ -81,9 +80,9 @@ def test_a_params_typo_keeps_the_last_results(repo):
     assert result.returncode != 0
     assert "error: param train.learning_rate must be > 0, got -1" in result.stderr
     assert outputs_digest(repo) == before
-    only_params_changed(status(repo), "train")
+    only_params_changed(dvc_status(repo), "train")
     sh(repo, "git", "checkout", "--", "params.yaml")  # the typo fixed: nothing to redo
-    assert status(repo) == {}
+    assert dvc_status(repo) == {}
 
 
 def test_a_stage_killed_while_writing_keeps_the_last_results(repo):
@@ -101,12 +100,12 @@ def test_a_stage_killed_while_writing_keeps_the_last_results(repo):
     assert repro.returncode != 0, log
     assert "failed to reproduce 'export'" in log
     assert outputs_digest(repo) == before
-    only_params_changed(status(repo), "export")
+    only_params_changed(dvc_status(repo), "export")
     # What the killed stage left is ignored by git and DVC (and removed by the next write).
     assert list(repo.glob(f"models/{STAGING}"))
     assert sh(repo, "git", "status", "--porcelain", "--", "models", "metrics") == ""
     sh(repo, "git", "checkout", "--", "params.yaml")
-    assert status(repo) == {}
+    assert dvc_status(repo) == {}
 
 
 def test_training_interrupted_with_ctrl_c_keeps_the_last_results(repo):
@@ -131,6 +130,6 @@ def test_training_interrupted_with_ctrl_c_keeps_the_last_results(repo):
     assert repro.returncode != 0, log
     assert "failed to reproduce 'train'" in log
     assert outputs_digest(repo) == before
-    only_params_changed(status(repo), "train")
+    only_params_changed(dvc_status(repo), "train")
     sh(repo, "git", "checkout", "--", "params.yaml")
-    assert status(repo) == {}
+    assert dvc_status(repo) == {}

@@ -4,7 +4,7 @@ as docs/experiments.md runs seeds: the `queued_experiments` fixture runs them on
 import json
 import re
 
-from conftest import THREAD_CAP, dvc, sh, workspace_state
+from conftest import THREAD_CAP, dvc, ran, sh, workspace_state
 
 
 def queue_states(status: str) -> dict[str, str]:
@@ -38,6 +38,8 @@ def test_each_finished_experiment_shows_its_own_metrics(queued_experiments):
     refs = sh(root, "git", "for-each-ref", "--format=%(refname)", "refs/exps").split()
     results = {}
     for name, seed in (("seed-1", 1), ("seed-2", 2)):
+        # A train param alone reruns exactly train and what follows it, up to the target.
+        assert ran(dvc(root, "queue", "logs", name)) == ["train", "evaluate"]
         data = experiments[name]["data"]
         assert data["params"]["params.yaml"]["data"]["train"]["seed"] == seed
         (ref,) = [ref for ref in refs if ref.endswith(f"/{name}")]

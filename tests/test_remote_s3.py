@@ -19,6 +19,7 @@ from conftest import (
     copy_workspace,
     digest,
     dvc,
+    dvc_status,
     fresh_clone,
     outputs_digest,
     run_command,
@@ -131,7 +132,7 @@ def test_push_from_one_clone_and_pull_into_another(dvc_repo, s3, tmp_path):
     assert pulled.returncode == 0, pulled.stderr[-3000:]
     assert shared_digest(b) == shared_digest(a)
     assert outputs_digest(b) == outputs_digest(a)
-    assert json.loads(dvc(b, "status", "--json")) == {}
+    assert dvc_status(b) == {}
     assert "in sync" in remote(b, "status", env=s3.credentials).stdout
     assert predictions(b) == predictions(a)
 

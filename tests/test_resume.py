@@ -17,6 +17,7 @@ from pathlib import Path
 import h5py
 import pandas as pd
 import pytest
+import yaml
 from conftest import (
     BUCKETED,
     copy_workspace,
@@ -101,15 +102,35 @@ def train_one_epoch(project, assets, in_process: bool = False, **options) -> dic
     return params
 
 
-def test_changed_params_do_not_resume_a_stale_checkpoint(project, assets):
-    params = train_one_epoch(project, assets, in_process=True)
+@pytest.fixture(scope="module")
+def one_epoch(tokenized, assets, tmp_path_factory) -> Path:
+    """`tokenized` after a finished 1-epoch run of the tiny params (in this process), once."""
+    folder = copy_workspace(tokenized, tmp_path_factory.mktemp("one-epoch") / "project")
+    train_one_epoch(folder, assets, in_process=True)
+    return folder
+
+
+@pytest.fixture
+def after_one_epoch(one_epoch, assets, tmp_path, monkeypatch) -> tuple[Path, dict]:
+    """A copy of `one_epoch` for one test (its model, resume checkpoints and params), and
+    those params."""
+    folder = copy_workspace(one_epoch, tmp_path / "project")
+    monkeypatch.chdir(folder)
+    params = tiny_params(assets)
+    params["train"]["epochs"] = 1
+    assert yaml.safe_load((folder / "params.yaml").read_text()) == params
+    return folder, params
+
+
+def test_changed_params_do_not_resume_a_stale_checkpoint(after_one_epoch):
+    project, params = after_one_epoch
     params["train"]["learning_rate"] = 2.0e-3
     write_params(project, params)
     assert "resuming" not in run_ok("train", project, in_process=True)
 
 
-def test_more_epochs_continue_a_finished_run(project, assets):
-    params = train_one_epoch(project, assets, in_process=True)
+def test_more_epochs_continue_a_finished_run(after_one_epoch):
+    project, params = after_one_epoch
     params["train"]["epochs"] = 2
     write_params(project, params)
     log = run_ok("train", project, in_process=True)
@@ -161,10 +182,10 @@ def double_the_loss(project) -> None:
                                      "loss = 2.0 * loss_fn(labels, logits, "))
 
 
-def test_changed_code_after_a_finished_run_trains_afresh(project, assets):
-    # In this process: the project's code is still this repo's, and the fingerprint reads
-    # the project's files either way. The changed code must run as its own process.
-    params = train_one_epoch(project, assets, in_process=True)
+def test_changed_code_after_a_finished_run_trains_afresh(after_one_epoch):
+    # Trained in this process: the project's code is still this repo's, and the fingerprint
+    # reads the project's files either way. The changed code must run as its own process.
+    project, params = after_one_epoch
     first = (project / "models/trained/tf_model.h5").read_bytes()
     double_the_loss(project)
     log = run_ok("train", project)
@@ -202,8 +223,8 @@ def test_changed_pretrained_weights_train_afresh(project, assets):
     assert "resuming" not in run_ok("train", project, in_process=True)
 
 
-def test_missing_last_checkpoint_is_a_clean_error(project, assets):
-    train_one_epoch(project, assets, in_process=True)
+def test_missing_last_checkpoint_is_a_clean_error(after_one_epoch):
+    project, _ = after_one_epoch
     shutil.rmtree(project / "models/.checkpoints/last")
     result = run_stage_in_process("train", project)
     assert result.returncode != 0 and "Traceback" not in result.stderr

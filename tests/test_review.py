@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from conftest import ci_review, dvc, fresh_clone, set_param, sh
+from conftest import ci_review, dvc_checkout, fresh_clone, run_in_process, set_param, sh
 
 from tools.compare import accuracy_interval, compare, mcnemar_exact, why_not_comparable
 from tools.review import NO_CHANGES, STALE
@@ -23,24 +23,27 @@ CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic
 
 
 def review(root: Path, base: str, out: Path, *options: str) -> str:
-    sh(root, sys.executable, "-m", "tools.review", "--base", base, "--out", str(out), *options)
+    """tools.review in this process (its dvc and git commands are processes); the report."""
+    result = run_in_process("tools.review", root, ["--base", base, "--out", str(out), *options])
+    assert result.returncode == 0, result.stderr[-3000:]
     return (out / "report.md").read_text()
 
 
 @pytest.fixture(scope="module")
-def changed_report(dvc_repo, faster_lr, tmp_path_factory):
-    """A report of a second commit (another learning rate) against the baseline commit."""
+def changed_report(dvc_repo, experiment, tmp_path_factory):
+    """A report of the shared experiment's branch (another learning rate, among other
+    params) against the baseline commit."""
     root, _ = dvc_repo
-    base = faster_lr["base"]
+    base = experiment["base"]
     branch = sh(root, "git", "branch", "--show-current").strip()
-    sh(root, "git", "checkout", "-q", faster_lr["branch"])
+    sh(root, "git", "checkout", "-q", experiment["branch"])
     try:
-        dvc(root, "checkout", "-q")
+        dvc_checkout(root)
         out = tmp_path_factory.mktemp("review") / "review"
         report = review(root, base, out)
     finally:
         sh(root, "git", "checkout", "-q", branch)
-        dvc(root, "checkout", "-q")
+        dvc_checkout(root)
     return base, out, report
 
 
