@@ -33,7 +33,6 @@ from emotion.cluster import (
 )
 from emotion.errors import PipelineError, first_line
 
-DISTRIBUTIONS = ("none", "mirrored", "multi_worker")
 CPU_DEVICES_VARIABLE = "EMOTION_CPU_DEVICES"
 # What a collective operation raises when a peer has died, hangs or cannot be reached.
 LOST_PEER_ERRORS = (tf.errors.UnavailableError, tf.errors.DeadlineExceededError,

@@ -1,6 +1,6 @@
-"""Training: the train params validated, the precision, the learning-rate schedule, the
-optimizer, the optimisation step with one static-shape graph per sequence length, one epoch of
-steps, and the dropout RNG state that checkpoints must carry."""
+"""Training: the precision, the learning-rate schedule, the optimizer, the optimisation step with
+one static-shape graph per sequence length, one epoch of steps, and the dropout RNG state that
+checkpoints must carry. The train params are read and checked by emotion.train_settings."""
 
 from __future__ import annotations
 
@@ -12,57 +12,9 @@ import tensorflow as tf
 import tf_keras
 from transformers import WarmUp
 
-from emotion.distribution import DISTRIBUTIONS, LOST_PEER_ERRORS, lost_peer
+from emotion.distribution import LOST_PEER_ERRORS, lost_peer
 from emotion.errors import PipelineError
 from emotion.hardware import has_bfloat16_units
-from emotion.model import CLASSIFIER_INITS, POOLINGS
-from emotion.params import load_params, model_source, one_of, param, positive
-
-LR_SCHEDULES = ("constant", "linear")
-# float32: everything in float32 (the default). mixed_*: Keras mixed precision, matmuls and
-# activations in 16 bits, weights (and what is saved) in float32; the classifier head, logits
-# and loss stay float32. mixed_float16 adds dynamic loss scaling and is for NVIDIA GPUs.
-PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
-
-
-def read_train_settings() -> dict:
-    """The train section of params.yaml, validated, plus model.checkpoint/revision/max_length."""
-    params = load_params("train")
-    bucket_lengths = param(params, "train", "bucket_lengths", list)
-    if not bucket_lengths or any(
-        not isinstance(length, int) or isinstance(length, bool) or length <= 0
-        for length in bucket_lengths
-    ) or bucket_lengths != sorted(set(bucket_lengths)):
-        raise PipelineError(
-            f"param train.bucket_lengths must be increasing positive integers, got {bucket_lengths}"
-        )
-    checkpoint, revision = model_source()
-    settings = {
-        "checkpoint": checkpoint,
-        "revision": revision,
-        "max_length": positive(load_params("model"), "model", "max_length", int),
-        "seed": param(params, "train", "seed", int),
-        "learning_rate": positive(params, "train", "learning_rate", float),
-        "epochs": positive(params, "train", "epochs", int),
-        "batch_size": positive(params, "train", "batch_size", int),
-        "eval_batch_size": positive(params, "train", "eval_batch_size", int),
-        "bucket_lengths": bucket_lengths,
-        "pooling": one_of(params, "train", "pooling", POOLINGS),
-        "classifier_dropout": param(params, "train", "classifier_dropout", float),
-        "classifier_init": one_of(params, "train", "classifier_init", CLASSIFIER_INITS),
-        "lr_schedule": one_of(params, "train", "lr_schedule", LR_SCHEDULES),
-        "warmup_ratio": param(params, "train", "warmup_ratio", float),
-        "precision": one_of(params, "train", "precision", PRECISIONS),
-        "distribution": one_of(params, "train", "distribution", DISTRIBUTIONS),
-        "xla": param(params, "train", "xla", bool),
-    }
-    if settings["xla"] and settings["distribution"] != "none":
-        raise PipelineError(f"param train.xla: true needs train.distribution none, got "
-                            f"{settings['distribution']!r}")
-    for key in ("classifier_dropout", "warmup_ratio"):
-        if not 0 <= settings[key] < 1:
-            raise PipelineError(f"param train.{key} must be in [0, 1), got {settings[key]!r}")
-    return settings
 
 
 def set_precision(precision: str) -> str | None:

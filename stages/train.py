@@ -19,6 +19,12 @@ models/emotion/.
 
 import json
 
+from emotion.errors import exit_on_error
+from emotion.train_settings import read_train_settings
+
+if __name__ == "__main__":  # the params first: a bad one fails before TensorFlow loads (~5 s)
+    exit_on_error(read_train_settings)
+
 import numpy as np
 import pandas as pd
 import tensorflow as tf
@@ -39,7 +45,6 @@ from emotion.distribution import (
     make_strategy,
     worker_deadline,
 )
-from emotion.errors import exit_on_error
 from emotion.files import TOKENIZED_DIR, TRAINED_DIR, atomic_outputs
 from emotion.inference import logits_function, loss_and_accuracy, predict_logits
 from emotion.model import new_classifier, seed_everything
@@ -47,7 +52,6 @@ from emotion.training import (
     dropout_generators,
     make_train_step,
     new_optimizer,
-    read_train_settings,
     set_precision,
     train_epoch,
 )

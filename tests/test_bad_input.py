@@ -236,6 +236,8 @@ def test_bad_input_fails_cleanly_and_keeps_outputs(prepared, assets, case):
     message = result.stderr.strip().splitlines()[-1]
     assert message.startswith("error: ") and named in message, result.stderr[-2000:]
     assert "Traceback" not in result.stderr
+    if case == "negative learning rate (process)":  # checked before TensorFlow loads: none
+        assert result.stderr.strip().splitlines() == [message]  # of its start-up logs
     assert declared_outputs(prepared) == outputs
     assert digest(*outputs) == inputs_changed
     assert {k for k in before if before[k] != inputs_changed[k]} <= {
