@@ -189,9 +189,9 @@ def set_param(folder: Path, section: str, key: str, value) -> None:
 
 
 # Fixtures of a run of their own (an experiment kept as a branch, DVC's queue, three trainings,
-# the resume tests' first epoch): the tests that use one go to one pytest-xdist worker
-# together (`--dist loadgroup`), so it is built once, not once on each worker.
-GROUPED_FIXTURES = ("experiment", "queued_experiments", "runs", "one_epoch")
+# the resume tests' first epoch and killed run): the tests that use one go to one
+# pytest-xdist worker together (`--dist loadgroup`), so it is built once, not on each worker.
+GROUPED_FIXTURES = ("experiment", "queued_experiments", "runs", "one_epoch", "killed")
 
 
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist's hook, which reads the group marks

@@ -65,31 +65,38 @@ def kill_after_first_epoch(project, sig: int) -> None:
     assert process.returncode != 0, "training finished before it could be interrupted"
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize(("sig", "options"), [
-    (signal.SIGKILL, {"bucket_lengths": BUCKETED}),  # epochs of several batch shapes
-    (signal.SIGTERM, {"pooling": "mean", "lr_schedule": "linear", "warmup_ratio": 0.2,
-                      "precision": "mixed_bfloat16"}),
-], ids=["SIGKILL-bucketed", "SIGTERM-mean-pooling-linear-schedule-bfloat16"])
-def test_killed_training_resumes_to_identical_weights(project, assets, sig, options):
+# Everything a resume must carry at once: epochs of several batch shapes, the mean-pooling
+# head, a linear schedule's position (warm-up, then decay), mixed bfloat16. SIGKILL: the
+# process gets no chance to run anything (no handler, no atexit), the harshest way to stop.
+KILLED_PARAMS = {"epochs": EPOCHS, "bucket_lengths": BUCKETED, "pooling": "mean",
+                 "lr_schedule": "linear", "warmup_ratio": 0.2, "precision": "mixed_bfloat16"}
+
+
+@pytest.fixture(scope="module")
+def killed(tokenized, assets, tmp_path_factory) -> Path:
+    """`tokenized` with KILLED_PARAMS, its train stage process SIGKILLed after epoch 1, once."""
+    folder = copy_workspace(tokenized, tmp_path_factory.mktemp("killed") / "project")
     params = tiny_params(assets)
-    params["train"].update(epochs=EPOCHS, **options)
-    write_params(project, params)
+    params["train"].update(KILLED_PARAMS)
+    write_params(folder, params)
+    kill_after_first_epoch(folder, signal.SIGKILL)
+    assert not (folder / "models/trained").exists()
+    return folder
 
-    run_ok("train", project, in_process=True)
-    uninterrupted = {name: (project / name).read_bytes()
-                     for name in ("models/trained/tf_model.h5", "plots/train/history.csv")}
-    shutil.rmtree(project / "models")
 
-    kill_after_first_epoch(project, sig)
-    assert not (project / "models/trained").exists()
+@pytest.mark.slow
+def test_killed_training_resumes_to_identical_weights(killed, tmp_path):
+    reference = copy_workspace(killed, tmp_path / "reference")
+    shutil.rmtree(reference / "models")
+    run_ok("train", reference, in_process=True)  # uninterrupted
+    project = copy_workspace(killed, tmp_path / "project")
     log = run_ok("train", project, in_process=True)
 
     assert "resuming after epoch" in log
     epochs_run = [line for line in log.splitlines() if line.startswith("epoch ") and ": " in line]
     assert len(epochs_run) < EPOCHS  # it did not start over
-    for name, content in uninterrupted.items():
-        assert (project / name).read_bytes() == content, name
+    for name in ("models/trained/tf_model.h5", "plots/train/history.csv"):
+        assert (project / name).read_bytes() == (reference / name).read_bytes(), name
     assert len(pd.read_csv(project / "plots/train/history.csv")) == EPOCHS
 
 
@@ -195,11 +202,8 @@ def test_changed_code_after_a_finished_run_trains_afresh(after_one_epoch):
     assert params["train"]["epochs"] == 1
 
 
-def test_changed_code_after_an_interrupted_run_trains_afresh(project, assets):
-    params = tiny_params(assets)
-    params["train"]["epochs"] = EPOCHS
-    write_params(project, params)
-    kill_after_first_epoch(project, signal.SIGKILL)
+def test_changed_code_after_an_interrupted_run_trains_afresh(killed, tmp_path):
+    project = copy_workspace(killed, tmp_path / "project")
     double_the_loss(project)
     log = run_ok("train", project)
     assert "resuming" not in log
