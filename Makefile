@@ -65,7 +65,7 @@ repro: setup  ## run the whole pipeline (about 55 min on 2 CPU cores)
 # Two pytest-xdist workers, tests handed out one by one, those sharing a fixture run of their
 # own as one unit (--dist loadgroup; docs/development.md); the 15 slowest and the total end
 # every run.
-test: setup-dev setup-review setup-predict  ## lint + the test suite (about 10-12 min on 2 CPU cores)
+test: setup-dev setup-review setup-predict  ## lint + the test suite (about 8-9 min on 2 cores of an Intel Xeon; docs/development.md)
 	ruff check emotion stages tests benchmarks tools
 	python -m pytest -n 2 --dist loadgroup --no-loadscope-reorder --durations=15
 
