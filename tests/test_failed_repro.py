@@ -43,8 +43,6 @@ def repo(failing_repo):
     sh(failing_repo, "git", "checkout", "--", "params.yaml")
 
 
-
-
 def start_repro(root: Path) -> subprocess.Popen:
     """`dvc repro` in its own process group, as in a terminal of its own."""
     return subprocess.Popen([sys.executable, "-m", "dvc", "repro"], cwd=root, env=command_env(),

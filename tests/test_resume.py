@@ -5,6 +5,7 @@ Kills, and the runs of changed code, use the train stage's own process (`python 
 stages.train`, as DVC runs it); the other runs are the stage in this process
 (conftest.run_in_process), which saves a model with the bytes a process would."""
 
+import copy
 import json
 import os
 import shutil
@@ -17,7 +18,6 @@ from pathlib import Path
 import h5py
 import pandas as pd
 import pytest
-import yaml
 from conftest import (
     BUCKETED,
     copy_workspace,
@@ -110,23 +110,21 @@ def train_one_epoch(project, assets, in_process: bool = False, **options) -> dic
 
 
 @pytest.fixture(scope="module")
-def one_epoch(tokenized, assets, tmp_path_factory) -> Path:
-    """`tokenized` after a finished 1-epoch run of the tiny params (in this process), once."""
+def one_epoch(tokenized, assets, tmp_path_factory) -> tuple[Path, dict]:
+    """`tokenized` after a finished 1-epoch run of the tiny params (in this process), once;
+    and those params."""
     folder = copy_workspace(tokenized, tmp_path_factory.mktemp("one-epoch") / "project")
-    train_one_epoch(folder, assets, in_process=True)
-    return folder
+    return folder, train_one_epoch(folder, assets, in_process=True)
 
 
 @pytest.fixture
-def after_one_epoch(one_epoch, assets, tmp_path, monkeypatch) -> tuple[Path, dict]:
+def after_one_epoch(one_epoch, tmp_path, monkeypatch) -> tuple[Path, dict]:
     """A copy of `one_epoch` for one test (its model, resume checkpoints and params), and
-    those params."""
-    folder = copy_workspace(one_epoch, tmp_path / "project")
+    its own copy of those params."""
+    source, params = one_epoch
+    folder = copy_workspace(source, tmp_path / "project")
     monkeypatch.chdir(folder)
-    params = tiny_params(assets)
-    params["train"]["epochs"] = 1
-    assert yaml.safe_load((folder / "params.yaml").read_text()) == params
-    return folder, params
+    return folder, copy.deepcopy(params)
 
 
 def test_changed_params_do_not_resume_a_stale_checkpoint(after_one_epoch):
