@@ -380,11 +380,12 @@ def dvc_repo(tmp_path_factory, assets):
     return root, first
 
 
-# The shared experiment: train params (epochs, learning rate, precision) and a param read
-# before training (model.max_length, so tokenize and all after it rerun). -S writes 3e-3 as
-# `3e-03`, a string to plain PyYAML: the stages must read a number.
+# The shared experiment: train params (epochs, learning rate, precision), a param read
+# before training (model.max_length, so tokenize and all after it rerun), and the batch sizes
+# of the export and onnx stages' checks (4: several batches, the last one partial). -S writes
+# 3e-3 as `3e-03`, a string to plain PyYAML: the stages must read a number.
 EXPERIMENT = ("train.epochs=3", "train.learning_rate=3e-3", "train.precision=mixed_bfloat16",
-              "model.max_length=8")
+              "model.max_length=8", "export.batch_size=4", "onnx.batch_size=4")
 
 
 def ran(log: str) -> list[str]:

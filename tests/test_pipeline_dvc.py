@@ -20,10 +20,15 @@ def test_repro_runs_every_stage_and_writes_every_output(dvc_repo):
         order.index("evaluate")) < order.index("package") < min(order.index("export"),
                                                                  order.index("onnx"))
     pipeline = yaml.safe_load((root / "dvc.yaml").read_text())
-    for stage in pipeline["stages"].values():
-        for out in stage["outs"]:
-            path = out if isinstance(out, str) else next(iter(out))
-            assert (root / path).exists(), path
+    outs = {name: [out if isinstance(out, str) else next(iter(out)) for out in stage["outs"]]
+            for name, stage in pipeline["stages"].items()}
+    for path in (path for paths in outs.values() for path in paths):
+        assert (root / path).exists(), path
+    # export and onnx are last: no stage depends on their outputs, so a param of theirs
+    # reruns that stage alone.
+    last = [path for name in ("export", "onnx") for path in outs[name]]
+    assert not [dep for stage in pipeline["stages"].values() for dep in stage.get("deps", [])
+                if any(dep == path or dep.startswith(f"{path}/") for path in last)]
     lock = yaml.safe_load((root / "dvc.lock").read_text())
     assert set(lock["stages"]) == set(STAGES)
 
@@ -34,10 +39,11 @@ def test_second_repro_does_nothing(dvc_repo):
     assert ran(dvc(root, "repro")) == []
 
 
-# Two params whose reruns are shown elsewhere: model.max_length truncates the texts, and
-# train records it in the model folder; with train params it is the shared experiment's, whose
-# run reruns tokenize and all that follows. A train param alone: the queue's experiments
-# (tests/test_queue.py) rerun exactly train and evaluate, their target.
+# Params whose reruns are shown elsewhere: model.max_length truncates the texts, and train
+# records it in the model folder; with train params and the export and onnx batch sizes it is
+# the shared experiment's, whose run reruns tokenize and all that follows. A train param
+# alone: the queue's experiments (tests/test_queue.py) rerun exactly train and evaluate, their
+# target. export and onnx are last: no stage depends on their outputs (checked below).
 MAX_LENGTH_READERS = {"tokenize", "train", "package"}
 AFTER_TOKENIZE = ["evaluate", "export", "onnx", "package", "tokenize", "train"]
 
@@ -47,9 +53,9 @@ AFTER_TOKENIZE = ["evaluate", "export", "onnx", "package", "tokenize", "train"]
     ("model", "max_length", 8, MAX_LENGTH_READERS, None),  # repro: the experiment
     ("train", "learning_rate", 3.0e-3, {"train", "package"}, None),  # the model card lists
     # the train params; repro: the queue's experiments
-    ("evaluate", "batch_size", 4, {"evaluate"}, ["evaluate"]),
-    ("export", "batch_size", 4, {"export"}, ["export"]),
-    ("onnx", "batch_size", 4, {"onnx"}, ["onnx"]),
+    ("evaluate", "batch_size", 4, {"evaluate"}, ["evaluate"]),  # same results: package stays
+    ("export", "batch_size", 4, {"export"}, None),  # repro: the experiment
+    ("onnx", "batch_size", 4, {"onnx"}, None),  # repro: the experiment
 ])
 def test_a_param_change_reruns_exactly_its_dependents(dvc_repo, section, key, value, reading,
                                                       expected):
@@ -67,9 +73,10 @@ def test_a_param_change_reruns_exactly_its_dependents(dvc_repo, section, key, va
 
 @pytest.mark.slow
 def test_experiment_is_listed_restored_and_usable(experiment, dvc_repo):
-    """The shared experiment (3 epochs, lr 3e-3, in mixed bfloat16, texts cut at 8 tokens):
-    tokenize and all after it reran, nothing is stale after it, it is listed by `dvc exp
-    show`, its bfloat16-trained model is saved in float32 and served with parity, and both
+    """The shared experiment (3 epochs, lr 3e-3, in mixed bfloat16, texts cut at 8 tokens,
+    export and onnx checks in batches of 4): tokenize and all after it reran, nothing is
+    stale after it, it is listed by `dvc exp show`, its bfloat16-trained model is saved in
+    float32 and served with parity, and both
     runs' outputs are restored byte for byte by `dvc checkout` and `dvc exp apply`."""
     root, _ = dvc_repo
     log, baseline = experiment["log"], experiment["baseline"]
@@ -115,6 +122,9 @@ def test_experiment_is_listed_restored_and_usable(experiment, dvc_repo):
         assert data["params"]["params.yaml"]["data"]["train"]["epochs"] == 3
         assert data["params"]["params.yaml"]["data"]["train"]["learning_rate"] == 3e-3
         assert data["params"]["params.yaml"]["data"]["model"]["max_length"] == 8
+        # (export's and onnx's checks above ran at batch size 4)
+        assert {data["params"]["params.yaml"]["data"][stage]["batch_size"]
+                for stage in ("export", "onnx")} == {4}
         test_metrics = data["metrics"]["metrics/evaluate.json"]["data"]["test"]
         assert 0 <= test_metrics["accuracy"] <= 1 and test_metrics["loss"] > 0
         shown = dvc(root, "exp", "show", "--no-pager", "--md")

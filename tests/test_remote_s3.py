@@ -55,16 +55,32 @@ def s3(tmp_path, monkeypatch):
         os.killpg(server.process.pid, 0)
 
 
+def add_remote(repo: Path, name: str, url: str, endpoint: str, level: str = "repo",
+               default: bool = False, **local: str) -> None:
+    """What `dvc remote add [-d] [--local] NAME URL` and `dvc remote modify [--local] NAME
+    endpointurl ENDPOINT` write (DVC's config API, in this process: ~0.5 s a command less);
+    `local` settings (the keys) go to the git-ignored .dvc/config.local, as `dvc remote
+    modify --local` puts them."""
+    from dvc.config import Config
+
+    config = Config(dvc_dir=str(repo / ".dvc"))
+    with config.edit(level) as settings:
+        settings["remote"][name] = {"url": url, "endpointurl": endpoint}
+        if default:
+            settings["core"]["remote"] = name
+    if local:
+        with config.edit("local") as settings:
+            settings["remote"].setdefault(name, {}).update(local)
+
+
 def add_s3_remote(repo: Path, server: S3Server, local_credentials: bool = False,
                   committed: bool = True) -> None:
     """The default remote s3://<bucket>/cache at the server, committed to git (else in the
     git-ignored .dvc/config.local); with local_credentials, the keys go to config.local."""
-    where = [] if committed else ["--local"]
-    dvc(repo, "remote", "add", *where, "-d", "-f", REMOTE, f"s3://{server.bucket}/{PREFIX}")
-    dvc(repo, "remote", "modify", *where, REMOTE, "endpointurl", server.endpoint)
-    if local_credentials:
-        dvc(repo, "remote", "modify", "--local", REMOTE, "access_key_id", server.access_key)
-        dvc(repo, "remote", "modify", "--local", REMOTE, "secret_access_key", server.secret_key)
+    keys = ({"access_key_id": server.access_key, "secret_access_key": server.secret_key}
+            if local_credentials else {})
+    add_remote(repo, REMOTE, f"s3://{server.bucket}/{PREFIX}", server.endpoint,
+               "repo" if committed else "local", default=True, **keys)
     if committed:
         sh(repo, "git", "add", ".dvc/config")
         sh(repo, "git", "commit", "-qm", "S3 remote")
@@ -141,8 +157,7 @@ def test_remote_problems_are_one_line_and_change_nothing(dvc_repo, s3, tmp_path)
     source, _ = dvc_repo
     a = copy_workspace(source, tmp_path / "a", with_repo=True)
     add_s3_remote(a, s3)
-    dvc(a, "remote", "add", "missing-bucket", f"s3://no-such-bucket/{PREFIX}")
-    dvc(a, "remote", "modify", "missing-bucket", "endpointurl", s3.endpoint)
+    add_remote(a, "missing-bucket", f"s3://no-such-bucket/{PREFIX}", s3.endpoint)
     sh(a, "git", "commit", "-qam", "a remote whose bucket does not exist")
     b = fresh_clone(a, tmp_path / "b")
     wrong = {**s3.credentials, "AWS_SECRET_ACCESS_KEY": "not-the-secret"}

@@ -19,20 +19,26 @@ were never pushed (`dvc status --cloud`; nothing is downloaded).
 """
 
 import argparse
+import contextlib
 import json
 import re
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import vl_convert
 
-from emotion.errors import PipelineError, exit_on_error
+from emotion.errors import PipelineError, exit_on_error, first_line
 from emotion.files import atomic_output
 from tools import remote
 from tools.commands import dvc, git
 from tools.compare import compare, markdown, read_predictions, why_not_comparable
+
+if TYPE_CHECKING:  # dvc is imported when the queries run
+    from dvc.repo import Repo
 
 ROOT = Path(__file__).resolve().parents[1]
 VEGA_SCRIPTS = ("vega/build/vega.min.js", "vega-lite/build/vega-lite.min.js",
@@ -66,13 +72,28 @@ def stale_stages(status: dict) -> dict[str, list[str]]:
     return stale
 
 
-def unpushed_outputs() -> list[str]:
+@contextlib.contextmanager
+def dvc_queries() -> Iterator["Repo"]:
+    """The DVC repository of the working directory, for the queries whose answers the report
+    reads (status, cloud status, metrics and params diffs): the calls `dvc status --json`,
+    `dvc metrics diff --json` etc. make, without a dvc process each. A DVC error is one line."""
+    from dvc.exceptions import DvcException
+    from dvc.repo import Repo
+
+    try:
+        with Repo() as repo:
+            yield repo
+    except DvcException as error:
+        raise PipelineError(f"dvc: {first_line(error)}") from None
+
+
+def unpushed_outputs(repo: "Repo") -> list[str]:
     """Outputs recorded in dvc.lock that the default remote lacks (none without a remote);
     a PipelineError if the remote cannot be asked (e.g. no credentials on this machine)."""
-    if not dvc("remote", "list").strip():
+    if not repo.config["remote"]:
         return []
-    remote.check()  # one line naming the remote and its problem (server, credentials, bucket)
-    status = json.loads(dvc("status", "--cloud", "--json") or "{}")
+    remote.check(repo=repo)  # one line naming the remote and its problem (server, keys, bucket)
+    status = repo.status(cloud=True)  # what `dvc status --cloud --json` prints
     paths = [path for path, what in status.items() if what in ("new", "missing")]
     return sorted(path for path in paths  # outputs, not each file inside a folder output
                   if not any(path.startswith(f"{other}/") for other in paths))
@@ -173,15 +194,16 @@ def main() -> None:
     args = parser.parse_args()
 
     commit_of(args.base)  # an unknown base is an error before anything is written
-    stale = stale_stages(json.loads(dvc("status", "--json") or "{}")) if args.ci else {}
     unpushed, remote_problem = [], None
-    if args.ci:
-        try:
-            unpushed = unpushed_outputs()
-        except PipelineError as error:
-            remote_problem = str(error)
-    changed_metrics = json.loads(dvc("metrics", "diff", args.base, "--json") or "{}")
-    changed_params = json.loads(dvc("params", "diff", args.base, "--json") or "{}")
+    with dvc_queries() as repo:
+        stale = stale_stages(repo.status()) if args.ci else {}
+        if args.ci:
+            try:
+                unpushed = unpushed_outputs(repo)
+            except PipelineError as error:
+                remote_problem = str(error)
+        changed_metrics = repo.metrics.diff(a_rev=args.base).get("diff")
+        changed_params = repo.params.diff(a_rev=args.base).get("diff")
     metrics_table = dvc("metrics", "diff", args.base, "--all", "--md", "--precision", "4")
     params_table = dvc("params", "diff", args.base, "--md")
 
