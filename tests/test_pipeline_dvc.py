@@ -76,8 +76,8 @@ def test_experiment_is_listed_restored_and_usable(experiment, dvc_repo):
     """The shared experiment (3 epochs, lr 3e-3, in mixed bfloat16, texts cut at 8 tokens,
     export and onnx checks in batches of 4): tokenize and all after it reran, nothing is
     stale after it, it is listed by `dvc exp show`, its bfloat16-trained model is saved in
-    float32 and served with parity, and both
-    runs' outputs are restored byte for byte by `dvc checkout` and `dvc exp apply`."""
+    float32 and served with parity, and both runs' outputs are restored byte for byte by
+    `dvc checkout` and `dvc exp apply`."""
     root, _ = dvc_repo
     log, baseline = experiment["log"], experiment["baseline"]
     # model.max_length: tokenize and all after it reran, nothing before it.

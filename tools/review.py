@@ -78,10 +78,9 @@ def dvc_queries() -> Iterator["Repo"]:
     reads (status, cloud status, metrics and params diffs): the calls `dvc status --json`,
     `dvc metrics diff --json` etc. make, without a dvc process each. A DVC error is one line."""
     from dvc.exceptions import DvcException
-    from dvc.repo import Repo
 
     try:
-        with Repo() as repo:
+        with remote.open_repo() as repo:
             yield repo
     except DvcException as error:
         raise PipelineError(f"dvc: {first_line(error)}") from None
@@ -194,10 +193,10 @@ def main() -> None:
     args = parser.parse_args()
 
     commit_of(args.base)  # an unknown base is an error before anything is written
-    unpushed, remote_problem = [], None
+    stale, unpushed, remote_problem = {}, [], None
     with dvc_queries() as repo:
-        stale = stale_stages(repo.status()) if args.ci else {}
         if args.ci:
+            stale = stale_stages(repo.status())
             try:
                 unpushed = unpushed_outputs(repo)
             except PipelineError as error:
