@@ -14,12 +14,6 @@ export HF_HUB_CACHE := $(HF_CACHE)
 export HF_HUB_OFFLINE := 1
 endif
 
-# Same TensorFlow and glibc malloc settings as the train stage's command in dvc.yaml (see
-# docs/performance.md).
-TF_ENV := TF_ENABLE_ONEDNN_OPTS=1 TF_USE_LEGACY_KERAS=1
-MALLOC_ENV := $(TF_ENV) MALLOC_ARENA_MAX=1 MALLOC_MMAP_THRESHOLD_=33554432 \
-	MALLOC_TRIM_THRESHOLD_=4294967296 MALLOC_TOP_PAD_=268435456
-
 .PHONY: setup setup-dev setup-review setup-predict repro test test-quick lint bench profile bench-predict bench-large-input bench-onednn review \
 	ci-review push pull remote-status seeds train-worker check-python clean-venv
 
@@ -103,20 +97,20 @@ seeds: setup  ## mean ± std over seeds of the experiments (ARGS="-n 3": of 3 co
 
 bench: setup  ## training speed against the CPU's real matmul limit (~12 min on 2 cores)
 	dvc repro tokenize
-	env $(MALLOC_ENV) python -m benchmarks.train_speed
+	python -m benchmarks.train_speed
 	@if dvc status -q; then /usr/bin/time -f "no-op dvc repro: %es" dvc repro -q; \
 	else echo "pipeline not up to date: no-op dvc repro not timed"; fi
 
 # A non-chief host of a multi_worker run (README "Training on several GPUs or hosts"): the
-# train stage outside DVC, with the malloc settings of dvc.yaml's cmd, so that this host
-# keeps the chief's pace. TF_CONFIG names this host's task.
+# train stage outside DVC (it sets its own process up, as under DVC). TF_CONFIG names this
+# host's task.
 train-worker: setup  ## the train stage on a non-chief multi_worker host
 	dvc repro tokenize
-	env $(MALLOC_ENV) python -m stages.train
+	python -m stages.train
 
 profile: setup  ## where a training step's time goes, by kind of work (~3 min on 2 cores)
 	dvc repro tokenize
-	env $(MALLOC_ENV) python -m benchmarks.profile_step $(ARGS)
+	python -m benchmarks.profile_step $(ARGS)
 
 # oneDNN on vs off for the train step, evaluate and export, alternated in fresh processes.
 bench-onednn: setup  ## the measurement behind TF_ENABLE_ONEDNN_OPTS=1 (~20 min on 2 cores)

@@ -27,9 +27,8 @@ import subprocess
 import sys
 import time
 
-# The train stage's glibc malloc settings (dvc.yaml), for the step's children.
-MALLOC = {"MALLOC_ARENA_MAX": "1", "MALLOC_MMAP_THRESHOLD_": "33554432",
-          "MALLOC_TRIM_THRESHOLD_": "4294967296", "MALLOC_TOP_PAD_": "268435456"}
+from emotion.process import start_tensorflow
+
 WORKLOADS = ("step", "evaluate", "export")
 
 
@@ -98,11 +97,9 @@ def export_speed() -> float:
 
 
 def child(workload: str, setting: str, batches: int) -> float:
-    environment = {**os.environ, **MALLOC, "TF_ENABLE_ONEDNN_OPTS": setting,
-                   "TF_CPP_MIN_LOG_LEVEL": "2"}
     result = subprocess.run([sys.executable, "-m", "benchmarks.onednn", "--child", workload,
-                             "--batches", str(batches)],
-                            env=environment, capture_output=True, text=True)
+                             "--batches", str(batches), "--onednn", setting],
+                            capture_output=True, text=True)
     if result.returncode:
         sys.exit(f"{workload} with TF_ENABLE_ONEDNN_OPTS={setting} failed:\n{result.stderr}")
     return json.loads(result.stdout.strip().splitlines()[-1])
@@ -114,8 +111,10 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=80, help="timed batches of the step")
     parser.add_argument("--only", nargs="+", choices=WORKLOADS, default=list(WORKLOADS))
     parser.add_argument("--child", choices=WORKLOADS, help=argparse.SUPPRESS)
+    parser.add_argument("--onednn", choices=("0", "1"), help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.child:
+    if args.child:  # the pipeline's process settings, oneDNN as told (the step: as training)
+        start_tensorflow(training=args.child == "step", onednn=args.onednn == "1")
         speed = {"step": lambda: step_speed(args.batches), "evaluate": evaluate_speed,
                  "export": export_speed}[args.child]()
         print(json.dumps(speed))

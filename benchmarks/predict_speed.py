@@ -10,11 +10,18 @@ For each: the cold start of the real command (process start to exit, labelling o
 for the SavedModel a plain Python process that loads it), the single-text latency (median and
 p95 over repeated calls after warm-up), batch throughput on the test split, and the useful
 FLOP/s (unpadded tokens; 2 x parameters per token + attention) as a share of this machine's
-dense float32 matmul peak, measured first in the same run (TensorFlow's and NumPy's BLAS,
-the faster taken). Figures, not assertions; the CPU model and flags are printed first.
+dense float32 matmul limit, measured first in the same run (the fastest float32 figure of
+benchmarks.matmul's references: TensorFlow with and without oneDNN, NumPy's BLAS). Every
+TensorFlow path runs with the pipeline's own settings (emotion.process). Figures, not
+assertions; the CPU model and flags are printed first.
 
 Usage (from the repo root, after `dvc repro`): python -m benchmarks.predict_speed
 """
+
+from emotion.process import start_tensorflow
+
+if __name__ == "__main__":
+    start_tensorflow()
 
 import argparse
 import shutil
@@ -28,7 +35,8 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_text  # noqa: F401  (the SavedModel's tokenizer ops)
 
-from benchmarks.train_speed import flops_counter, matmul_peak
+from benchmarks.matmul import references
+from benchmarks.train_speed import flops_counter
 from emotion.cli import CHUNK
 from emotion.data import read_split
 from emotion.files import MODEL_DIR, RAW_DIR, SERVING_DIR
@@ -36,23 +44,11 @@ from emotion.hardware import cpu_model, speed_flags
 from emotion.predict import TextClassifier
 
 COMMAND = shutil.which("emotion-predict", path=str(Path(sys.executable).parent))
-SAVED_MODEL_COLD = ("import sys, tensorflow as tf, tensorflow_text; "
+SAVED_MODEL_COLD = ("import sys; from emotion.process import start_tensorflow; "
+                    "tf = start_tensorflow(); import tensorflow_text; "
                     "model = tf.saved_model.load(sys.argv[1]); "
                     "print(model.signatures['serving_default'](text=tf.constant([sys.argv[2]]))"
                     "['label'].numpy())")
-
-
-def numpy_matmul_peak(size: int = 4096, repeats: int = 5) -> float:
-    """Best FLOP/s of a size x size float32 matmul through NumPy's BLAS."""
-    rng = np.random.default_rng(0)
-    a, b = (rng.standard_normal((size, size), dtype=np.float32) for _ in range(2))
-    a @ b
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        a @ b
-        best = min(best, time.perf_counter() - start)
-    return 2 * size**3 / best
 
 
 def throughput(predict, texts: list[str], request_size: int) -> float:
@@ -93,10 +89,11 @@ def main() -> None:
     parser.add_argument("--starts", type=int, default=5, help="cold starts timed per path")
     args = parser.parse_args()
     print(f"CPU: {cpu_model()} [{' '.join(speed_flags())}]; TF {tf.__version__}")
-    peaks = {"TensorFlow": matmul_peak(), "NumPy": numpy_matmul_peak()}
-    peak = max(peaks.values())
-    print("dense float32 matmul peak (4096^3): " + ", ".join(
-        f"{name} {value / 1e9:.1f} GFLOP/s" for name, value in peaks.items()))
+    rows = references()
+    peak = max(rows["limit float32"].values()) * 1e9
+    print(f"float32 matmul limit: {peak / 1e9:.1f} GFLOP/s (fastest of " + ", ".join(
+        f"{name} {max(row['square'], row['step_shapes']):.1f}" for name, row in rows.items()
+        if "float32" in name and not name.startswith("limit")) + ")")
 
     texts = list(read_split(RAW_DIR, "test")["text"])
     trained = TextClassifier(MODEL_DIR, "tensorflow", args.batch_size)

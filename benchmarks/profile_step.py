@@ -20,6 +20,11 @@ Usage (from the repo root, after `dvc repro tokenize`; `make profile`):
                                       [--serial]
 """
 
+from emotion.process import start_tensorflow
+
+if __name__ == "__main__":  # the train stage's own process settings
+    start_tensorflow(training=True)
+
 import argparse
 import glob
 import os

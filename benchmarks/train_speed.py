@@ -17,6 +17,11 @@ first, and the oneDNN setting this process runs with (the stages' own: see dvc.y
 Usage (from the repo root, after `dvc repro tokenize`): python -m benchmarks.train_speed
 """
 
+from emotion.process import start_tensorflow
+
+if __name__ == "__main__":  # the train stage's own process settings
+    start_tensorflow(training=True)
+
 import argparse
 import os
 import time
@@ -127,9 +132,8 @@ def main() -> None:
     batch_size = train_params["batch_size"]
 
     print(f"CPU: {cpu_model()}; flags: {' '.join(speed_flags()) or 'unknown'}")
-    print(f"TF {tf.__version__}, {os.cpu_count()} CPUs, "
-          f"MALLOC_ARENA_MAX={os.environ.get('MALLOC_ARENA_MAX', 'unset')}")
-    print(f"this process: TF_ENABLE_ONEDNN_OPTS="
+    print(f"TF {tf.__version__}, {os.cpu_count()} CPUs; this process: the train stage's "
+          f"settings (emotion.process), TF_ENABLE_ONEDNN_OPTS="
           f"{os.environ.get('TF_ENABLE_ONEDNN_OPTS', 'unset (TF default for this CPU)')}")
     kernels = references()
     print_table(kernels)

@@ -19,7 +19,6 @@ import json
 import os
 import sys
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
 from itertools import islice
 from pathlib import Path
 from typing import IO, TextIO
@@ -29,6 +28,7 @@ from emotion.files import MODEL_DIR, atomic_output
 from emotion.onnx_runtime import DEFAULT_FOLDER as ONNX_DIR
 from emotion.onnx_runtime import VARIANT_FILES
 from emotion.predict import BACKENDS, TextClassifier
+from emotion.process import start_tensorflow
 
 INPUT_FORMATS = {".txt": "txt", ".csv": "csv", ".jsonl": "jsonl", ".json": "jsonl",
                  ".parquet": "parquet"}
@@ -203,23 +203,13 @@ def chunks(items: Iterable[str], size: int) -> Iterator[list[str]]:
         yield chunk
 
 
-@contextmanager
-def quiet_libraries() -> Iterator[None]:
-    """Keep TensorFlow's, transformers' and onnxruntime's start-up chatter (CUDA probes, load
-    reports) off stderr, which is for our progress, counts and errors; exceptions still
-    propagate."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    sys.stderr.flush()
-    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 2)
-    try:
-        yield
-    finally:
-        sys.stderr.flush()
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
+def start_backend(backend: str) -> None:
+    """This process's settings for the backend, before it loads: TensorFlow's (the
+    pipeline's own, and its start-up notices dropped) and transformers' load reports left
+    out of stderr, which is for our progress, counts and errors."""
+    if backend == "tensorflow":
+        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+        start_tensorflow()
 
 
 # --- Writing ---------------------------------------------------------------------------------
@@ -260,12 +250,12 @@ def label_all(args: argparse.Namespace, texts: Iterator[str],
     """Label every text and write it; return (labelled, skipped empty, below --min-prob)."""
     from tqdm import tqdm
 
-    with quiet_libraries():
-        # tensorflow: a few texts from the command line run eagerly, since tracing the graph
-        # would cost more start-up time than it saves.
-        few = args.input is None and args.texts not in ([], ["-"]) and len(args.texts) <= 64
-        classifier = TextClassifier(args.model, args.backend, args.batch_size,
-                                    variant=args.variant, graph=not few)
+    start_backend(args.backend)
+    # tensorflow: a few texts from the command line run eagerly, since tracing the graph
+    # would cost more start-up time than it saves.
+    few = args.input is None and args.texts not in ([], ["-"]) and len(args.texts) <= 64
+    classifier = TextClassifier(args.model, args.backend, args.batch_size,
+                                variant=args.variant, graph=not few)
     kind = args.format or ("table" if stream.isatty() else "jsonl")
     writer = Writer(stream, kind, classifier.labels)
     labelled = skipped = uncertain = 0

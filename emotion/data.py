@@ -5,7 +5,6 @@ TensorFlow is imported inside the functions that need it, so the data stages sta
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -16,10 +15,6 @@ if TYPE_CHECKING:
     import datasets
     import tensorflow as tf
     from transformers import PreTrainedTokenizerFast
-
-# Quieter logs for hour-long runs (users can override either in their environment).
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
-os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
 
 
 def read_split(folder: Path, split: str) -> datasets.Dataset:

@@ -2,17 +2,8 @@
 
 from __future__ import annotations
 
-import atexit
-import gc
 import sys
 from collections.abc import Callable
-
-# Every stage and command imports this module. At exit, the interpreter's final garbage
-# collection walks every object still alive, which with TensorFlow loaded is about 1.2 s of
-# each process's exit (measured in docs/development.md) spent on memory the operating system
-# takes back anyway: frozen objects are left out of it. Nothing else changes: atexit handlers
-# run, and objects are still finalised when the modules holding them are cleared.
-atexit.register(gc.freeze)
 
 
 class PipelineError(Exception):

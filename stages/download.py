@@ -4,6 +4,11 @@ Writes data/raw/{train,validation,test}.parquet with columns text (str) and labe
 (a ClassLabel, so the label names travel with the data).
 """
 
+from emotion.process import start_stage
+
+if __name__ == "__main__":  # before anything imports datasets
+    start_stage()
+
 import json
 from pathlib import Path
 

@@ -7,6 +7,11 @@ Writes plots/eda/:
 - label_frequency.png, label_proportion.png, text_lengths.png: the pictures
 """
 
+from emotion.process import start_stage
+
+if __name__ == "__main__":  # before anything imports datasets
+    start_stage()
+
 import json
 
 import matplotlib

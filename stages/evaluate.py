@@ -18,6 +18,11 @@ equal-width bins) and risk_coverage_{uncalibrated,calibrated}.csv (test: accurac
 most confident labels kept against the share kept, and the threshold that keeps them).
 """
 
+from emotion.process import start_tensorflow
+
+if __name__ == "__main__":  # before anything imports TensorFlow
+    start_tensorflow()
+
 import json
 
 import matplotlib

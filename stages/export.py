@@ -7,6 +7,11 @@ with the Python path (emotion.predict, the transformers tokenizer) on the real d
 - predictions: on the test split, labels that differ and the largest probability difference.
 """
 
+from emotion.process import start_tensorflow
+
+if __name__ == "__main__":  # before anything imports TensorFlow
+    start_tensorflow()
+
 import json
 
 import numpy as np

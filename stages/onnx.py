@@ -13,6 +13,11 @@ int8 becomes the folder's default variant only where its validation accuracy is 
 onnx.int8_max_accuracy_drop of float32's (chosen on validation; test is reported).
 """
 
+from emotion.process import start_tensorflow
+
+if __name__ == "__main__":  # before anything imports TensorFlow
+    start_tensorflow()
+
 import json
 
 import numpy as np

@@ -8,6 +8,11 @@ params (emotion.model_card). The folder is self-contained: copied or published, 
 what the pipeline measured, with transformers' pipeline() too.
 """
 
+from emotion.process import start_stage
+
+if __name__ == "__main__":  # before anything imports datasets
+    start_stage()
+
 import json
 from pathlib import Path
 

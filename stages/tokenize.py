@@ -4,6 +4,11 @@ Writes data/tokenized/{train,validation,test}.parquet with columns input_ids (ra
 list of token ids, [CLS] ... [SEP]) and label. Padding happens per batch at training time.
 """
 
+from emotion.process import start_stage
+
+if __name__ == "__main__":  # before anything imports datasets
+    start_stage()
+
 import time
 
 from emotion.data import encode, load_tokenizer, read_split

@@ -20,10 +20,12 @@ models/emotion/.
 import json
 
 from emotion.errors import exit_on_error
+from emotion.process import start_tensorflow
 from emotion.train_settings import read_train_settings
 
 if __name__ == "__main__":  # the params first: a bad one fails before TensorFlow loads (~5 s)
     exit_on_error(read_train_settings)
+    start_tensorflow(training=True)
 
 import numpy as np
 import pandas as pd

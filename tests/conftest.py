@@ -29,13 +29,15 @@ import pytest
 import yaml
 from filelock import FileLock
 
-# As the stage commands of dvc.yaml run TensorFlow (and so every stage this suite starts, and
-# this process): tf.keras is tf_keras, and importing TensorFlow does not import Keras 3.
-os.environ["TF_USE_LEGACY_KERAS"] = "1"
-
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # stages and tools are run in-process from any cwd
     sys.path.insert(0, str(ROOT))
+
+from emotion.process import TENSORFLOW_ENV  # noqa: E402
+
+# This process runs stages in-process and imports TensorFlow as they do: with their settings
+# (the stage processes the suite starts set the same ones themselves).
+os.environ.update(TENSORFLOW_ENV)
 # Tests that run DVC, a pipeline stage or a training step: `make test-quick` leaves them out.
 PIPELINE_FIXTURES = {"dvc_repo", "project", "trained", "prepared", "tokenized", "experiment",
                      "failing_repo", "queued_experiments", "s3"}
