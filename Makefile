@@ -27,23 +27,31 @@ check-python:
 	  echo "error: Python 3.11 is needed; '$(PYTHON)' is $$($(PYTHON) --version 2>&1 || echo missing)." \
 	       "Run with PYTHON=/path/to/python3.11." >&2; exit 1; }
 
-# One pip command for the whole pinned set and the project (separate installs break
-# transformers); the project is installed editable, which puts `emotion-predict` on PATH.
-$(VENV)/.installed: requirements.txt pyproject.toml | check-python
+# One pip command: the project (editable, which puts `emotion-predict` on PATH) with its
+# pipeline extra, every version fixed by the pins of requirements.txt used as constraints
+# (separate installs break transformers).
+$(VENV)/.installed: requirements.txt requirements-predict.txt pyproject.toml | check-python
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip==26.3
-	$(VENV)/bin/pip install --quiet -r requirements.txt -e .
+	$(VENV)/bin/pip install --quiet -c requirements.txt -e ".[pipeline]"
 	touch $@
 
-# requirements-predict.txt alone (requirements.txt includes it): onnxruntime, tokenizers, numpy.
-$(PREDICT_VENV)/.installed: requirements-predict.txt pyproject.toml | check-python
+# The prediction-only install as a user gets it: the project built as a wheel and installed
+# with its predict extra (pins of requirements-predict.txt as constraints), not editable, so
+# the suite's prediction-only test also tests the packaging. Rebuilt when the library changes.
+LIBRARY := $(shell find emotion -name '*.py')
+$(PREDICT_VENV)/.installed: requirements-predict.txt pyproject.toml $(LIBRARY) | check-python
 	$(PYTHON) -m venv $(PREDICT_VENV)
 	$(PREDICT_VENV)/bin/pip install --quiet --upgrade pip==26.3
-	$(PREDICT_VENV)/bin/pip install --quiet -r requirements-predict.txt -e .
+	rm -rf $(PREDICT_VENV)/wheel
+	$(PREDICT_VENV)/bin/pip wheel --quiet --no-deps --wheel-dir $(PREDICT_VENV)/wheel .
+	$(PREDICT_VENV)/bin/pip uninstall --quiet --yes emotion-pipeline
+	$(PREDICT_VENV)/bin/pip install --quiet -c requirements-predict.txt \
+	  "$$(ls $(PREDICT_VENV)/wheel/emotion_pipeline-*.whl)[predict]"
 	touch $@
 
 $(VENV)/.installed-dev: $(VENV)/.installed requirements-dev.txt
-	$(VENV)/bin/pip install --quiet -r requirements-dev.txt -e .
+	$(VENV)/bin/pip install --quiet -r requirements-dev.txt
 	touch $@
 
 # Vega libraries for the offline plots page of `make review` (pinned by package-lock.json).

@@ -1,21 +1,27 @@
 """The train stage's resume state in models/.checkpoints/: which run it belongs to (the run
-fingerprint), saving it after every epoch, restoring it, and the best epoch's weights.
+fingerprint), saving it after every epoch as one unit, restoring it, and the best epoch's
+weights.
 
-After every epoch the model, optimizer and dropout RNG state go to models/.checkpoints/last,
-the weights of the best epoch so far to best-epoch-N.weights.h5, and the history with the
-run fingerprint to state.json (last, so a kill at any point leaves a consistent earlier
-state). A rerun with the same fingerprint continues from the last completed epoch and ends
-with the same weights as an uninterrupted run; anything else starts afresh. The folder is
-scratch space, ignored by git and DVC, not a DVC output: an uncached `persist` output cannot
-be restored by `dvc checkout`, so after any experiment `dvc status` would call train stale
-for good.
+After epoch N, save_checkpoint writes a new folder epoch-N/ (model, optimizer and dropout
+RNG state; and the model's weights if N is the best epoch so far), moved into place whole;
+then replaces state.json, which names the last and the best epoch's folders and holds the
+history and the run fingerprint; then deletes every folder state.json does not name.
+state.json is the one switch: a kill at any instant leaves it naming complete folders of one
+consistent epoch (the staging folder or a newer epoch-N/ of an interrupted save are ignored,
+and replaced or cleared later). Only the last epoch's optimizer state is kept. A rerun with
+the same fingerprint continues from the last completed epoch and ends with the same weights
+as an uninterrupted run; anything else starts afresh. The folder is scratch space, ignored
+by git and DVC, not a DVC output: an uncached `persist` output cannot be restored by `dvc
+checkout`, so after any experiment `dvc status` would call train stale for good.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
+import signal
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -23,13 +29,17 @@ from typing import Any
 import yaml
 
 from emotion.errors import PipelineError, first_line
-from emotion.files import CHECKPOINT_DIR, atomic_output
+from emotion.files import CHECKPOINT_DIR, atomic_output, remove_dead_staging
 from emotion.model import checkpoint_identity
 
 # The libraries whose numerics the weights depend on (part of the run fingerprint).
 FRAMEWORKS = ("tensorflow", "tf-keras", "transformers")
 STATE_FILE = CHECKPOINT_DIR / "state.json"
-LAST_DIR = CHECKPOINT_DIR / "last"
+WEIGHTS_FILE = "weights.h5"  # in the best epoch's folder
+# The fault hook of the kill-window tests: "<point>@<epoch>" SIGKILLs this process at that
+# point of that epoch's save_checkpoint (KILL_POINTS, in order). Unset: no effect.
+KILL_VARIABLE = "EMOTION_CHECKPOINT_KILL"
+KILL_POINTS = ("epoch-staged", "epoch-written", "state-written")
 
 
 def run_fingerprint(settings: dict) -> str:
@@ -61,6 +71,14 @@ def train_dependencies() -> list[Path]:
     return [Path(dep) for dep in deps]
 
 
+def epoch_dir(epoch: int) -> Path:
+    return CHECKPOINT_DIR / f"epoch-{epoch}"
+
+
+def best_weights_file(epoch: int) -> Path:
+    return epoch_dir(epoch) / WEIGHTS_FILE
+
+
 def resume(checkpoint: Any, fingerprint: str, epochs: int) -> list[dict]:
     """Restore the last completed epoch into `checkpoint` (a tf.train.Checkpoint) if
     models/.checkpoints/ holds this exact run (same fingerprint, no more epochs than asked
@@ -73,44 +91,53 @@ def resume(checkpoint: Any, fingerprint: str, epochs: int) -> list[dict]:
     except (json.JSONDecodeError, AttributeError):
         raise PipelineError(f"{STATE_FILE} is damaged: delete {CHECKPOINT_DIR} to train afresh"
                             ) from None
-    if state.get("fingerprint") != fingerprint or len(history) > epochs:
+    if state.get("fingerprint") != fingerprint or len(history) > epochs or not history:
         shutil.rmtree(CHECKPOINT_DIR, ignore_errors=True)
         return []
-    if not LAST_DIR.is_dir():
-        raise PipelineError(f"{LAST_DIR} is missing though {STATE_FILE} says {len(history)} "
-                            f"epochs are done: delete {CHECKPOINT_DIR} to train afresh")
+    last, best = epoch_dir(len(history)), best_weights_file(best_epoch(history))
+    for needed in (last, best):
+        if not needed.exists():
+            raise PipelineError(f"{needed} is missing though {STATE_FILE} says {len(history)} "
+                                f"epochs are done: delete {CHECKPOINT_DIR} to train afresh")
     try:
-        checkpoint.read(str(LAST_DIR / "ckpt")).assert_consumed()
+        checkpoint.read(str(last / "ckpt")).assert_consumed()
     except (tf.errors.OpError, AssertionError, ValueError) as error:
-        raise PipelineError(f"{LAST_DIR / 'ckpt'} cannot be restored ({first_line(error)}): "
+        raise PipelineError(f"{last / 'ckpt'} cannot be restored ({first_line(error)}): "
                             f"delete {CHECKPOINT_DIR} to train afresh") from None
     print(f"resuming after epoch {len(history)} from {CHECKPOINT_DIR}")
     return history
 
 
 def save_checkpoint(checkpoint: Any, model: Any, history: list[dict], fingerprint: str) -> None:
-    """Save the resumable state after an epoch, and the weights of the best epoch so far.
-
-    Each file is written to a temp name and renamed, and state.json (which names the best
-    epoch) goes last, so a kill at any point leaves a consistent earlier state."""
+    """Save the resumable state after the last epoch of `history` as one unit (see the
+    module's docstring): its folder, then state.json naming it, then the older folders go."""
+    epoch, best = history[-1]["epoch"], best_epoch(history)
     CHECKPOINT_DIR.mkdir(parents=True, exist_ok=True)
-    best = best_epoch(history)
-    if best == history[-1]["epoch"]:
-        with atomic_output(best_weights_file(best)) as out:
-            model.save_weights(str(out))
-    with atomic_output(LAST_DIR) as out:
-        checkpoint.write(str(out / "ckpt"))
+    with atomic_output(epoch_dir(epoch)) as folder:
+        checkpoint.write(str(folder / "ckpt"))
+        if best == epoch:
+            model.save_weights(str(folder / WEIGHTS_FILE))
+        kill_point("epoch-staged", epoch)
+    kill_point("epoch-written", epoch)
     with atomic_output(STATE_FILE) as out:
         out.write_text(json.dumps({"fingerprint": fingerprint, "history": history}, indent=2))
-    for stale in CHECKPOINT_DIR.glob("best-epoch-*.weights.h5"):
-        if stale != best_weights_file(best):
-            stale.unlink()
+    kill_point("state-written", epoch)
+    for path in CHECKPOINT_DIR.glob("epoch-*"):  # only the last epoch's state is resumed
+        if path not in (epoch_dir(epoch), epoch_dir(best)):
+            shutil.rmtree(path)
+    if best != epoch:
+        for path in epoch_dir(best).glob("ckpt*"):
+            path.unlink()
+    for number in range(1, epoch + 1):  # staging folders of earlier saves that were killed
+        remove_dead_staging(epoch_dir(number))
+
+
+def kill_point(point: str, epoch: int) -> None:
+    """The kill-window tests' fault hook (KILL_VARIABLE): SIGKILL this process here."""
+    if os.environ.get(KILL_VARIABLE) == f"{point}@{epoch}":
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def best_epoch(history: list[dict]) -> int:
     """The epoch with the lowest validation loss (the earliest on a tie)."""
     return min(history, key=lambda row: (row["val_loss"], row["epoch"]))["epoch"]
-
-
-def best_weights_file(epoch: int) -> Path:
-    return CHECKPOINT_DIR / f"best-epoch-{epoch}.weights.h5"

@@ -6,14 +6,17 @@
     emotion-predict --min-prob 0.9 < tweets.txt   # null label below 90% (calibrated)
 
 Texts come from the arguments, from stdin (no arguments, or `-`), or from --input (.txt one
-text a line, .csv, .jsonl/.json one object a line, .parquet). They are read and labelled in
-batches, so memory stays bounded whatever the input's size. Output, in input order: a table
-(the default on a terminal), JSON lines (the default otherwise) or CSV.
+text a line, .csv, .jsonl one object a line, .json an array of texts or objects, .parquet);
+a UTF-8 byte-order mark (as spreadsheets save) is skipped. They are read and labelled in
+batches, so memory stays bounded whatever the input's size (a .json array is read whole).
+Output, in input order: a table (the default on a terminal), JSON lines (the default
+otherwise) or CSV.
 """
 
 from __future__ import annotations
 
 import argparse
+import codecs
 import csv
 import json
 import os
@@ -24,13 +27,13 @@ from pathlib import Path
 from typing import IO, TextIO
 
 from emotion.errors import PipelineError, first_line
-from emotion.files import MODEL_DIR, atomic_output
+from emotion.files import MODEL_DIR, user_file_output
 from emotion.onnx_runtime import DEFAULT_FOLDER as ONNX_DIR
 from emotion.onnx_runtime import VARIANT_FILES
 from emotion.predict import BACKENDS, TextClassifier
 from emotion.process import start_tensorflow
 
-INPUT_FORMATS = {".txt": "txt", ".csv": "csv", ".jsonl": "jsonl", ".json": "jsonl",
+INPUT_FORMATS = {".txt": "txt", ".csv": "csv", ".jsonl": "jsonl", ".json": "json",
                  ".parquet": "parquet"}
 OUTPUT_FORMATS = ("table", "jsonl", "csv")
 # How many texts are read, labelled and written at a time (memory stays bounded).
@@ -48,8 +51,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("texts", nargs="*", metavar="TEXT",
                         help="texts to label; none or '-': read one text a line from stdin")
     parser.add_argument("-i", "--input", type=Path, metavar="FILE",
-                        help="read texts from FILE: .txt (a text a line), .csv, .jsonl/.json "
-                        "(an object a line) or .parquet")
+                        help="read texts from FILE: .txt (a text a line), .csv, .jsonl (an "
+                        "object a line), .json (an array of texts or of objects) or .parquet")
     parser.add_argument("--text-column", default="text",
                         help="the column (csv, parquet) or key (jsonl) of the texts; "
                         "default: text")
@@ -105,15 +108,21 @@ def decode(line: bytes, where: str, errors: str) -> str:
                             "replace to replace bad bytes)") from None
 
 
+def numbered_lines(stream: IO[bytes]) -> Iterator[tuple[int, bytes]]:
+    """The stream's lines, numbered from 1, without a UTF-8 byte-order mark at its start."""
+    for number, line in enumerate(stream, start=1):
+        yield number, line.removeprefix(codecs.BOM_UTF8) if number == 1 else line
+
+
 def read_lines(stream: IO[bytes], name: str, errors: str) -> Iterator[str]:
     """One text a line (the line break removed)."""
-    for number, line in enumerate(stream, start=1):
+    for number, line in numbered_lines(stream):
         yield decode(line, f"{name} line {number}", errors).rstrip("\r\n")
 
 
 def read_jsonl(stream: IO[bytes], name: str, column: str, errors: str) -> Iterator[str]:
     """The `column` key of each JSON object, one a line (blank lines skipped)."""
-    for number, line in enumerate(stream, start=1):
+    for number, line in numbered_lines(stream):
         where = f"{name} line {number}"
         text = decode(line, where, errors)
         if not text.strip():
@@ -122,15 +131,37 @@ def read_jsonl(stream: IO[bytes], name: str, column: str, errors: str) -> Iterat
             record = json.loads(text)
         except json.JSONDecodeError as error:
             raise PipelineError(f"{where}: not valid JSON ({error.msg})") from None
-        if not isinstance(record, dict) or column not in record:
-            raise PipelineError(f"{where}: no key {column!r} (use --text-column)")
-        yield text_value(record[column], where)
+        yield record_text(record, column, where)
+
+
+def read_json(stream: IO[bytes], name: str, column: str, errors: str) -> Iterator[str]:
+    """Each item of a JSON array: a text, or an object's `column` key."""
+    text = decode(stream.read().removeprefix(codecs.BOM_UTF8), name, errors)
+    try:
+        items = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise PipelineError(f"{name}: not valid JSON ({error.msg} at line {error.lineno}; for "
+                            "one JSON object a line, name the file .jsonl)") from None
+    if not isinstance(items, list):
+        raise PipelineError(f"{name}: not a JSON array of texts or objects (for one JSON "
+                            "object a line, name the file .jsonl)")
+    for number, item in enumerate(items, start=1):
+        where = f"{name} item {number}"
+        yield text_value(item, where) if not isinstance(item, dict) else record_text(
+            item, column, where)
+
+
+def record_text(record: object, column: str, where: str) -> str:
+    """The text under key `column` of a JSON object."""
+    if not isinstance(record, dict) or column not in record:
+        raise PipelineError(f"{where}: no key {column!r} (use --text-column)")
+    return text_value(record[column], where)
 
 
 def read_csv(stream: IO[bytes], name: str, column: str, errors: str) -> Iterator[str]:
     """The `column` of each CSV row."""
     lines = (decode(line, f"{name} line {number}", errors)
-             for number, line in enumerate(stream, start=1))
+             for number, line in numbered_lines(stream))
     reader = csv.DictReader(lines)
     if reader.fieldnames is None:
         return
@@ -193,6 +224,8 @@ def read_texts(args: argparse.Namespace) -> Iterator[str]:
             yield from read_lines(stream, str(path), args.errors)
         elif kind == "jsonl":
             yield from read_jsonl(stream, str(path), args.text_column, args.errors)
+        elif kind == "json":
+            yield from read_json(stream, str(path), args.text_column, args.errors)
         else:
             yield from read_csv(stream, str(path), args.text_column, args.errors)
 
@@ -289,11 +322,11 @@ def main(argv: list[str] | None = None) -> None:
             labelled, skipped, uncertain = label_all(args, read_texts(args), sys.stdout)
             sys.stdout.flush()
         else:
-            with atomic_output(args.output) as out, out.open("w", encoding="utf-8") as stream:
+            with user_file_output(args.output) as out, out.open("w", encoding="utf-8") as stream:
                 labelled, skipped, uncertain = label_all(args, read_texts(args), stream)
     except PipelineError as error:
         print(f"error: {error}", file=sys.stderr)
-        sys.exit(1)
+        sys.exit(error.exit_code)
     except BrokenPipeError:  # e.g. `emotion-predict ... | head`: the reader has had enough
         sys.stderr.close()
         sys.exit(0)

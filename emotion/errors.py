@@ -9,6 +9,15 @@ from collections.abc import Callable
 class PipelineError(Exception):
     """A problem with the user's params, data, model or input, told in one line."""
 
+    exit_code = 1
+
+
+class UsageError(PipelineError):
+    """A command given what it cannot use, e.g. an output path it must not replace (exit code
+    2, as for argparse's own usage errors)."""
+
+    exit_code = 2
+
 
 def first_line(error: BaseException) -> str:
     """The first non-empty line of an exception's message (library errors can run long)."""
@@ -17,9 +26,10 @@ def first_line(error: BaseException) -> str:
 
 
 def exit_on_error(main: Callable[[], None]) -> None:
-    """Run main(); turn a PipelineError into `error: <message>` on stderr and exit code 1."""
+    """Run main(); turn a PipelineError into `error: <message>` on stderr and its exit code
+    (1; 2 for a UsageError)."""
     try:
         main()
     except PipelineError as error:
         print(f"error: {error}", file=sys.stderr)
-        sys.exit(1)
+        sys.exit(error.exit_code)

@@ -9,6 +9,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from emotion.errors import UsageError
+
 SPLITS = ("train", "validation", "test")
 RAW_DIR = Path("data/raw")
 TOKENIZED_DIR = Path("data/tokenized")
@@ -57,6 +59,46 @@ def atomic_outputs(*paths: str | Path) -> Iterator[tuple[Path, ...]]:
     finally:
         for staging in stagings:
             shutil.rmtree(staging, ignore_errors=True)
+
+
+def user_file(path: str | Path) -> Path:
+    """Where to write a file a user named (emotion-predict -o, tools.seeds --out): the path,
+    or through a symlink its target, if nothing or a regular file is there; anything else (a
+    folder, a device, a symlink to a folder or to nothing) is a UsageError naming it."""
+    path = Path(path)
+    if not (path.exists() or path.is_symlink()):
+        return path
+    if not path.is_file():
+        raise UsageError(f"{path}: exists and is not a regular file; it is left as it is "
+                         "(name a file to write)")
+    return path.resolve()
+
+
+@contextmanager
+def user_file_output(path: str | Path) -> Iterator[Path]:
+    """atomic_output for a file a user named, checked by user_file()."""
+    with atomic_output(user_file(path)) as out:
+        yield out
+
+
+def user_folder(path: str | Path, marker: str) -> Path:
+    """Check a folder a user named for a command that writes it whole (tools.review --out):
+    nothing may be there but a folder holding `marker`, the file the command leaves in every
+    folder it writes; anything else is a UsageError naming it."""
+    path = Path(path)
+    if path.is_symlink() or (path.exists() and not (path.is_dir() and (path / marker).is_file())):
+        raise UsageError(f"{path}: exists and is not a folder this command wrote (no {marker} "
+                         "in it); it is left as it is (name a new folder, or remove it first)")
+    return path
+
+
+@contextmanager
+def user_folder_output(path: str | Path, marker: str) -> Iterator[Path]:
+    """atomic_output for a folder a user named, checked by user_folder(); `marker` is left in
+    it."""
+    with atomic_output(user_folder(path, marker)) as out:
+        yield out
+        (out / marker).write_text("written by this command; it may replace this folder\n")
 
 
 def remove_dead_staging(path: Path) -> list[Path]:

@@ -10,6 +10,7 @@ import csv
 import io
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -17,7 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import HARD_TEXTS, LABELS, run_in_process
+from conftest import HARD_TEXTS, LABELS, run_in_process, workspace_state
 
 PREDICT = shutil.which("emotion-predict", path=str(Path(sys.executable).parent))
 
@@ -75,12 +76,6 @@ def jsonl(text: str) -> list[dict]:
 def test_labels_texts_from_arguments_as_table_and_jsonl(model, tf_model, backend):
     texts = ["i feel wonderful today", "this is so unfair"]
     args = model_args(backend, model, tf_model)
-    table = ok(predict(*args, "--format", "table", *texts))
-    rows = table.splitlines()[1:]
-    assert len(rows) == 2
-    for row, text in zip(rows, texts):
-        label, probability, shown = row.split(maxsplit=2)
-        assert label in LABELS and 1 / 6 <= float(probability) <= 1 and shown == text
     records = jsonl(ok(predict(*args, *texts, process=True)))  # the console script, piped: jsonl
     assert [r["text"] for r in records] == texts
     for record in records:
@@ -88,6 +83,12 @@ def test_labels_texts_from_arguments_as_table_and_jsonl(model, tf_model, backend
         assert sum(record["scores"].values()) == pytest.approx(1, abs=1e-5)
         assert record["label"] == max(record["scores"], key=record["scores"].get)
         assert "truncated" not in record
+    table = ok(predict(*args, "--format", "table", *texts))
+    rows = table.splitlines()[1:]
+    assert len(rows) == 2
+    for row, text, record in zip(rows, texts, records):  # the same label and top probability
+        assert row.split(maxsplit=2) == [record["label"],
+                                         f"{max(record['scores'].values()):.3f}", text]
 
 
 def test_every_input_format_gives_the_same_predictions(model, tmp_path):
@@ -98,14 +99,23 @@ def test_every_input_format_gives_the_same_predictions(model, tmp_path):
     pd.DataFrame({"tweet": texts}).to_json(tmp_path / "in.jsonl", orient="records",
                                           lines=True, force_ascii=False)
     pd.DataFrame({"tweet": texts}).to_parquet(tmp_path / "in.parquet")
+    (tmp_path / "strings.json").write_text(json.dumps(texts), encoding="utf-8")
+    (tmp_path / "objects.json").write_text(json.dumps([{"tweet": t, "id": i} for i, t in
+                                                       enumerate(texts)]), encoding="utf-8")
+    # As spreadsheets and Windows editors save them: a UTF-8 byte-order mark first.
+    for name in ("in.txt", "in.csv", "in.jsonl", "objects.json"):
+        (tmp_path / f"bom-{name}").write_bytes(b"\xef\xbb\xbf" + (tmp_path / name).read_bytes())
     # Arguments, stdin and every file format: the same labels, and the same scores (to float
     # rounding: on the tensorflow backend, a few arguments run eagerly, streams traced).
+    stdin = (tmp_path / "in.txt").read_bytes()
     outputs = {
-        "stdin": ok(predict("--model", str(model), stdin=(tmp_path / "in.txt").read_bytes(),
-                            process=True)),
-        "-": ok(predict("--model", str(model), "-", stdin=(tmp_path / "in.txt").read_bytes())),
+        "stdin": ok(predict("--model", str(model), stdin=stdin, process=True)),
+        "-": ok(predict("--model", str(model), "-", stdin=stdin)),
+        "stdin with a byte-order mark": ok(predict("--model", str(model),
+                                                   stdin=b"\xef\xbb\xbf" + stdin)),
     }
-    for name in ("in.txt", "in.csv", "in.jsonl", "in.parquet"):
+    for name in ("in.txt", "in.csv", "in.jsonl", "in.parquet", "strings.json", "objects.json",
+                 "bom-in.txt", "bom-in.csv", "bom-in.jsonl", "bom-objects.json"):
         outputs[name] = ok(predict("--model", str(model), "--input", str(tmp_path / name),
                                    "--text-column", "tweet"))
     for name, out in outputs.items():
@@ -134,6 +144,29 @@ def test_csv_output_and_atomic_output_file(model, tmp_path):
                            "--format", "csv", "--output", str(out)), "bad.jsonl line 2")
     assert out.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir() if ".staging-" in p.name] == []
+
+
+def test_an_output_path_that_is_not_a_file_is_refused_and_left_alone(model, tmp_path):
+    """-o replaces a regular file (through a symlink, its target), never anything else: a
+    folder (with a user's files in it), a symlink to a folder or to nothing, a device."""
+    reports = tmp_path / "reports"
+    reports.mkdir()
+    (reports / "keep.txt").write_text("mine")
+    (tmp_path / "to-folder").symlink_to(reports)
+    (tmp_path / "dangling").symlink_to(tmp_path / "nowhere")
+    (tmp_path / "labels.jsonl").write_text("old")
+    (tmp_path / "to-file").symlink_to(tmp_path / "labels.jsonl")
+    before = workspace_state(tmp_path)
+    for path in (reports, tmp_path / "to-folder", tmp_path / "dangling", Path("/dev/null")):
+        result = predict("--model", str(model), "-o", str(path), "i feel happy",
+                         process=path == reports)
+        assert result.returncode == 2
+        assert one_line_error(result) == (f"error: {path}: exists and is not a regular file; "
+                                          "it is left as it is (name a file to write)")
+        assert workspace_state(tmp_path) == before
+    ok(predict("--model", str(model), "-o", str(tmp_path / "to-file"), "i feel happy"))
+    assert (tmp_path / "to-file").is_symlink()
+    assert jsonl((tmp_path / "labels.jsonl").read_text())[0]["text"] == "i feel happy"
 
 
 def test_empty_texts_are_skipped_or_kept_with_a_null_label(model):
@@ -169,10 +202,12 @@ def test_min_prob_gives_uncertain_texts_a_null_label_in_every_format(model):
     assert f"{sum(below)} of {len(texts)} text(s) below --min-prob" in result.stderr.decode()
     rows = list(csv.DictReader(io.StringIO(ok(predict(*args, "--format", "csv")))))
     assert [row["label"] == "" for row in rows] == below
-    assert all(float(row[LABELS[0]]) >= 0 for row in rows)
+    for row, reference in zip(rows, plain):  # the scores are still given
+        assert [float(row[label]) for label in LABELS] == pytest.approx(
+            [reference["scores"][label] for label in LABELS], abs=1e-6)
     table = ok(predict(*args, "--format", "table")).splitlines()[1:]
     assert [row.split()[0] == "-" for row in table] == below
-    assert all(0 < float(row.split()[1]) <= 1 for row in table)  # the probability still shown
+    assert [row.split()[1] for row in table] == [f"{top:.3f}" for top in tops]  # still shown
     bad = predict("--model", str(model), "--min-prob", "1.5", "hi")
     assert bad.returncode == 2 and "--min-prob must be in [0, 1]" in bad.stderr.decode()
 
@@ -198,9 +233,13 @@ def test_invalid_utf8_is_a_clean_error_or_replaced(model, tmp_path):
 
 
 @pytest.mark.parametrize("case", ["missing column", "missing file", "unknown format",
-                                  "missing model", "damaged model", "damaged parquet"])
+                                  "missing model", "damaged model", "damaged parquet",
+                                  "json lines as .json", "json object", "json item"])
 def test_bad_input_is_a_one_line_error(model, tf_model, tmp_path, case):
     (tmp_path / "in.csv").write_text("tweet\ni am glad\n")
+    (tmp_path / "lines.json").write_text('{"text": "a"}\n{"text": "b"}\n')
+    (tmp_path / "object.json").write_text('{"text": "a"}')
+    (tmp_path / "items.json").write_text('["a", 3]')
     args, named = {
         "missing column": (["--input", str(tmp_path / "in.csv")], ["'text'", "tweet"]),
         "missing file": (["--input", str(tmp_path / "nope.txt")], ["nope.txt"]),
@@ -210,6 +249,12 @@ def test_bad_input_is_a_one_line_error(model, tf_model, tmp_path, case):
         "damaged model": (["--backend", "tensorflow", "--model", str(tmp_path / "damaged"),
                            "hi"], ["damaged"]),
         "damaged parquet": (["--input", str(tmp_path / "bad.parquet")], ["bad.parquet"]),
+        "json lines as .json": (["--input", str(tmp_path / "lines.json")],
+                                ["lines.json", "line 2", ".jsonl"]),
+        "json object": (["--input", str(tmp_path / "object.json")],
+                        ["object.json: not a JSON array", ".jsonl"]),
+        "json item": (["--input", str(tmp_path / "items.json")],
+                      ["items.json item 2", "not a string: 3"]),
     }[case]
     shutil.copytree(tf_model, tmp_path / "damaged")
     weights = tmp_path / "damaged/tf_model.h5"
@@ -440,3 +485,13 @@ def test_the_prediction_only_install_labels_text_as_the_full_one(model, tmp_path
          "name in sys.argv[1:] if importlib.util.find_spec(name)))", *TRAINING_STACK],
         capture_output=True, text=True, check=True)
     assert installed.stdout.strip() == "[]"
+    # Installed from the built wheel, as `pip install ".[predict]"` would: the library from
+    # site-packages, and the dependencies the package itself declares.
+    package = json.loads(subprocess.run(
+        [PREDICT_VENV / "bin/python", "-c", "import json, emotion, importlib.metadata as m; "
+         "print(json.dumps([emotion.__file__, m.requires('emotion-pipeline')]))"],
+        capture_output=True, text=True, check=True, cwd=tmp_path).stdout)
+    assert "/site-packages/emotion/" in package[0]
+    declared = {re.split(r"[<>=;\[ ]", spec)[0] for spec in package[1]
+                if "extra ==" not in spec or 'extra == "predict"' in spec}
+    assert {"onnxruntime", "tokenizers", "numpy", "tqdm", "pyarrow"} <= declared

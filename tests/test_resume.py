@@ -27,6 +27,8 @@ from conftest import (
     write_params,
 )
 
+from emotion.checkpoints import KILL_POINTS, KILL_VARIABLE, best_epoch
+
 EPOCHS = 3
 
 
@@ -84,20 +86,49 @@ def killed(tokenized, assets, tmp_path_factory) -> Path:
     return folder
 
 
+def epochs_run(log: str) -> int:
+    return len([line for line in log.splitlines() if line.startswith("epoch ") and ": " in line])
+
+
+def saved_state(project: Path) -> tuple[int, list[str]]:
+    """The epochs state.json says are done, and what models/.checkpoints/ holds."""
+    folder = project / "models/.checkpoints"
+    history = json.loads((folder / "state.json").read_text())["history"]
+    return len(history), sorted(path.name.split(".staging-")[0] for path in folder.iterdir())
+
+
 @pytest.mark.slow
 def test_killed_training_resumes_to_identical_weights(killed, tmp_path):
+    """Killed after epoch 1 (the `killed` run), then in each window of epoch 2's checkpoint
+    save (checkpoints.KILL_POINTS, a run each, SIGKILL from the fault hook): every run
+    resumes from the last complete save, and the last one ends with the bytes of an
+    uninterrupted run."""
     reference = copy_workspace(killed, tmp_path / "reference")
     shutil.rmtree(reference / "models")
     run_ok("train", reference, in_process=True)  # uninterrupted
     project = copy_workspace(killed, tmp_path / "project")
+
+    left = {}
+    for point in KILL_POINTS:
+        result = subprocess.run([sys.executable, "-m", "stages.train"], cwd=project,
+                                capture_output=True, text=True,
+                                env={**os.environ, KILL_VARIABLE: f"{point}@2"})
+        assert result.returncode == -signal.SIGKILL, result.stderr[-3000:]
+        assert "resuming after epoch 1 " in result.stdout and epochs_run(result.stdout) == 1
+        left[point] = saved_state(project)
+    assert left == {  # the old state until state.json is replaced, whatever else is there
+        "epoch-staged": (1, [".epoch-2", "epoch-1", "state.json"]),
+        "epoch-written": (1, ["epoch-1", "epoch-2", "state.json"]),
+        "state-written": (2, ["epoch-1", "epoch-2", "state.json"])}
     log = run_ok("train", project, in_process=True)
 
-    assert "resuming after epoch" in log
-    epochs_run = [line for line in log.splitlines() if line.startswith("epoch ") and ": " in line]
-    assert len(epochs_run) < EPOCHS  # it did not start over
+    assert "resuming after epoch 2 " in log and epochs_run(log) == EPOCHS - 2
     for name in ("models/trained/tf_model.h5", "plots/train/history.csv"):
         assert (project / name).read_bytes() == (reference / name).read_bytes(), name
     assert len(pd.read_csv(project / "plots/train/history.csv")) == EPOCHS
+    history = json.loads((project / "models/.checkpoints/state.json").read_text())["history"]
+    kept = {f"epoch-{EPOCHS}", f"epoch-{best_epoch(history)}", "state.json"}  # last and best
+    assert saved_state(project) == (EPOCHS, sorted(kept))
 
 
 def train_one_epoch(project, assets, in_process: bool = False, **options) -> dict:
@@ -227,8 +258,10 @@ def test_changed_pretrained_weights_train_afresh(project, assets):
 
 def test_missing_last_checkpoint_is_a_clean_error(after_one_epoch):
     project, _ = after_one_epoch
-    shutil.rmtree(project / "models/.checkpoints/last")
+    shutil.rmtree(project / "models/.checkpoints/epoch-1")
     result = run_stage_in_process("train", project)
     assert result.returncode != 0 and "Traceback" not in result.stderr
-    message = result.stderr.strip().splitlines()[-1]  # after TensorFlow's start-up logs
-    assert message.startswith("error: ") and "models/.checkpoints/last" in message
+    message = result.stderr.strip().splitlines()[-1]
+    assert message == ("error: models/.checkpoints/epoch-1 is missing though "
+                       "models/.checkpoints/state.json says 1 epochs are done: delete "
+                       "models/.checkpoints to train afresh")

@@ -10,10 +10,19 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from conftest import ci_review, dvc_checkout, fresh_clone, run_in_process, set_param, sh
+from conftest import (
+    ci_review,
+    dvc_checkout,
+    fresh_clone,
+    run_in_process,
+    set_param,
+    sh,
+    workspace_state,
+)
 
+from emotion.files import user_folder_output
 from tools.compare import accuracy_interval, compare, mcnemar_exact, why_not_comparable
-from tools.review import NO_CHANGES, STALE
+from tools.review import NO_CHANGES, REPORT_MARKER, STALE
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 # Flags for a closed network (see the env docs): no background connections at all.
@@ -86,6 +95,33 @@ def test_report_has_the_paired_test_of_the_two_revisions(changed_report, dvc_rep
     assert "### Per-class F1 (test)" in section
     for label in ("sadness", "surprise"):
         assert f"| {label} " in section
+
+
+def test_out_replaces_only_a_folder_an_earlier_review_wrote(changed_report, tmp_path):
+    """--out: a folder without the review's marker (a user's), a file or a symlink to a
+    folder is a one-line error, exit 2, nothing touched; a folder with it is replaced whole."""
+    _, out, _ = changed_report
+    assert (out / REPORT_MARKER).is_file()
+    documents = tmp_path / "Documents"
+    documents.mkdir()
+    (documents / "keep.txt").write_text("mine")
+    (tmp_path / "notes.md").write_text("mine")
+    (tmp_path / "link").symlink_to(out)
+    before = workspace_state(tmp_path)
+    for path in (documents, tmp_path / "notes.md", tmp_path / "link"):
+        result = run_in_process("tools.review", tmp_path, ["--base", "main", "--out", str(path)])
+        assert result.returncode == 2
+        assert result.stderr == (f"error: {path}: exists and is not a folder this command "
+                                 f"wrote (no {REPORT_MARKER} in it); it is left as it is (name "
+                                 "a new folder, or remove it first)\n")
+    assert workspace_state(tmp_path) == before
+    # What the review does with its own folder, on a copy: replaced whole, marker and all.
+    earlier = shutil.copytree(out, tmp_path / "earlier")
+    (earlier / "stale.png").write_text("from an earlier review")
+    with user_folder_output(earlier, REPORT_MARKER) as staged:
+        staged.mkdir()
+        (staged / "report.md").write_text("new")
+    assert sorted(path.name for path in earlier.iterdir()) == [REPORT_MARKER, "report.md"]
 
 
 def test_review_fails_cleanly_on_an_unknown_base(dvc_repo, tmp_path):

@@ -9,10 +9,21 @@ import subprocess
 import sys
 
 import pytest
-from conftest import dvc, sh
+from conftest import dvc, run_in_process, sh
 from scipy import stats
 
 from tools.seeds import finished_runs, markdown, seed_spread
+
+
+def test_out_refuses_a_folder_and_leaves_it_alone(tmp_path):
+    folder = tmp_path / "Documents"
+    folder.mkdir()
+    (folder / "keep.txt").write_text("mine")
+    result = run_in_process("tools.seeds", tmp_path, ["--out", str(folder)])
+    assert result.returncode == 2
+    assert result.stderr == (f"error: {folder}: exists and is not a regular file; it is left "
+                             "as it is (name a file to write)\n")
+    assert [path.name for path in tmp_path.rglob("*")] == ["Documents", "keep.txt"]
 
 
 def table_rows(text: str) -> list[list[str]]:

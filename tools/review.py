@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING
 import vl_convert
 
 from emotion.errors import PipelineError, exit_on_error, first_line
-from emotion.files import atomic_output
+from emotion.files import user_folder, user_folder_output
 from tools import remote
 from tools.commands import dvc, git
 from tools.compare import compare, markdown, read_predictions, why_not_comparable
@@ -46,6 +46,8 @@ VEGA_SCRIPTS = ("vega/build/vega.min.js", "vega-lite/build/vega-lite.min.js",
 NO_CHANGES = "No metric changed: the workspace's metrics equal those of"
 STALE = "Stale results: run `dvc repro` and commit `dvc.lock`, `metrics/`, `plots/`."
 PREDICTIONS = "plots/evaluate/confusion_test.csv"
+# Left in every report folder: --out replaces an existing folder only if it holds this.
+REPORT_MARKER = ".review-report"
 # Statuses of `dvc status` that mean "not on this machine", not "changed".
 ABSENT = {"deleted", "not in cache"}
 
@@ -187,12 +189,14 @@ def plot_sections(plots: dict, base: str, images: Path) -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description="Compare a base revision with the workspace.")
     parser.add_argument("--base", required=True, help="branch, tag, commit or experiment")
-    parser.add_argument("--out", default="review", help="report folder (replaced)")
+    parser.add_argument("--out", default="review", help="report folder (replaced if an "
+                        "earlier review wrote it; any other existing path is an error)")
     parser.add_argument("--ci", action="store_true",
                         help="also check that the results belong to the code; exit 1 if not")
     args = parser.parse_args()
 
-    commit_of(args.base)  # an unknown base is an error before anything is written
+    user_folder(args.out, REPORT_MARKER)  # errors before anything is written or asked
+    commit_of(args.base)
     stale, unpushed, remote_problem = {}, [], None
     with dvc_queries() as repo:
         if args.ci:
@@ -206,7 +210,7 @@ def main() -> None:
     metrics_table = dvc("metrics", "diff", args.base, "--all", "--md", "--precision", "4")
     params_table = dvc("params", "diff", args.base, "--md")
 
-    with atomic_output(args.out) as out:
+    with user_folder_output(args.out, REPORT_MARKER) as out:
         out.mkdir()
         template = out / "offline-template.html"
         template.write_text(offline_template(ROOT / "node_modules"), encoding="utf8")

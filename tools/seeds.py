@@ -23,7 +23,7 @@ import pandas as pd
 from scipy import stats
 
 from emotion.errors import PipelineError, exit_on_error
-from emotion.files import atomic_output
+from emotion.files import user_file, user_file_output
 from tools.commands import dvc
 
 SEED = "train.seed"
@@ -200,6 +200,8 @@ def main() -> None:
                         help="the experiments of every commit")
     parser.add_argument("--out", help="also write the Markdown to this file")
     args = parser.parse_args()
+    if args.out:
+        user_file(args.out)  # a path it must not replace: an error before any work
 
     options = [*(["--rev", args.rev] if args.rev else []),
                *(["--num", str(args.num)] if args.num else []),
@@ -212,7 +214,7 @@ def main() -> None:
     text = "\n".join(lines).rstrip() + "\n"
     print(text, end="")
     if args.out:
-        with atomic_output(args.out) as path:
+        with user_file_output(args.out) as path:
             path.write_text(text, encoding="utf8")
 
 
