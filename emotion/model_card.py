@@ -158,3 +158,58 @@ def render(facts: dict[str, Any]) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def render_runtime_card(metrics: dict[str, Any], files: dict[str, str]) -> str:
+    """README.md of the ONNX runtime folder, from metrics/onnx.json's figures (`metrics`):
+    each graph's scores on the test split against the TensorFlow model it was converted from,
+    which graph runs by default, and the --min-prob figures of each."""
+    default = metrics["default"]
+    variants = [name for name in files if name in metrics]
+    thresholds = list(metrics[default]["min_prob"]["test"])
+    lines = [
+        "# Emotion classifier: ONNX runtime folder",
+        "",
+        "Labels English text on ONNX Runtime, without TensorFlow: `emotion-predict --model "
+        "<this folder> \"some text\"`, or `emotion.predict.TextClassifier(\"<this folder>\")`. "
+        "Written by the pipeline's `onnx` stage from its own measurements (metrics/onnx.json), "
+        "so it describes exactly these graphs. Probabilities are calibrated (the published "
+        "model's temperature is in the graphs).",
+        "",
+        f"Default graph: **{default}** (`{files[default]}`); `--variant` picks the other. "
+        f"int8 is the default only where its validation accuracy is within the pipeline's "
+        f"`onnx.int8_max_accuracy_drop` of float32's.",
+        "",
+        "## Test split",
+        "",
+        "| graph | size MB | accuracy | macro F1 | cross-entropy | ECE | labels ≠ TF model "
+        "| largest probability difference |",
+        "|---|---|---|---|---|---|---|---|",
+        *[f"| {name}{' (default)' if name == default else ''} | {metrics[name]['size_mb']} "
+          f"| {metrics[name]['test']['accuracy']:.4f} | {metrics[name]['test']['macro_f1']:.4f} "
+          f"| {metrics[name]['test']['loss']:.4f} | {metrics[name]['test']['ece']:.4f} "
+          f"| {metrics[name]['test']['label_mismatches']} "
+          f"| {metrics[name]['test']['max_probability_difference']:.2g} |" for name in variants],
+        "",
+        "## `--min-prob` on the test split",
+        "",
+        "Texts whose top probability is below the threshold get a null label; of the rest, "
+        "the share kept (coverage) and their accuracy:",
+        "",
+        "| graph | " + " | ".join(f"≥ {threshold}" for threshold in thresholds) + " |",
+        "|---|" + "---|" * len(thresholds),
+        *[f"| {name} | " + " | ".join(
+            _kept(metrics[name]["min_prob"]["test"][threshold]) for threshold in thresholds)
+          + " |" for name in variants],
+        "",
+        f"Token ids: {metrics['token_parity']['mismatches']} of "
+        f"{metrics['token_parity']['texts']:,} texts differ from the training tokenizer's.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _kept(figures: dict[str, float]) -> str:
+    if "accuracy" not in figures:
+        return "none kept"
+    return f"{figures['coverage']:.1%} at {figures['accuracy']:.1%} accuracy"

@@ -71,6 +71,15 @@ def one_of(params: dict[str, Any], section: str, key: str, allowed: Sequence[str
     return value
 
 
+def probability_list(params: dict[str, Any], section: str, key: str) -> list[float]:
+    """Fetch a non-empty list param of numbers in [0, 1] (e.g. --min-prob thresholds)."""
+    values = param(params, section, key, list)
+    if not values or any(isinstance(v, bool) or not isinstance(v, (int, float))
+                         or not 0 <= v <= 1 for v in values):
+        raise PipelineError(f"param {section}.{key} must be numbers in [0, 1], got {values}")
+    return values
+
+
 def model_source(path: str | Path = PARAMS_FILE) -> tuple[str, str | None]:
     """model.checkpoint (a Hub id or a local folder) and model.revision (a Hub commit, branch
     or tag; null for the latest; ignored for a local folder)."""

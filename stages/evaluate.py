@@ -45,7 +45,7 @@ from emotion.calibration import (  # noqa: E402
 from emotion.data import label_names, read_split  # noqa: E402
 from emotion.errors import PipelineError, exit_on_error  # noqa: E402
 from emotion.files import RAW_DIR, TRAINED_DIR, atomic_outputs, save_figure  # noqa: E402
-from emotion.params import load_params, param, positive  # noqa: E402
+from emotion.params import load_params, param, positive, probability_list  # noqa: E402
 from emotion.predict import TextClassifier  # noqa: E402
 from emotion.scores import split_scores  # noqa: E402
 
@@ -57,11 +57,7 @@ PLOTS_DIR = "plots/evaluate"
 
 def read_settings() -> dict:
     params = load_params("evaluate")
-    thresholds = param(params, "evaluate", "min_prob_thresholds", list)
-    if not thresholds or any(isinstance(t, bool) or not isinstance(t, (int, float))
-                             or not 0 <= t <= 1 for t in thresholds):
-        raise PipelineError(f"param evaluate.min_prob_thresholds must be numbers in [0, 1], "
-                            f"got {thresholds}")
+    thresholds = probability_list(params, "evaluate", "min_prob_thresholds")
     return {"batch_size": positive(params, "evaluate", "batch_size", int),
             "temperature_scaling": param(params, "evaluate", "temperature_scaling", bool),
             "thresholds": thresholds}

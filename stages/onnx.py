@@ -7,10 +7,13 @@ model (emotion.predict's tensorflow backend, which evaluate scores) on the real 
 - token_parity: texts of all splits whose runtime token ids (the `tokenizers` library on
   tokenizer.json) or truncation flags differ from training's transformers tokenizer;
 - per variant (float32, int8) and split (validation, test): accuracy, loss, macro/weighted
-  F1, labels that differ from the TensorFlow model's and the largest probability difference;
+  F1, expected calibration error, labels that differ from the TensorFlow model's and the
+  largest probability difference; the coverage and accuracy of the test labels kept at each
+  of evaluate.min_prob_thresholds (what `emotion-predict --min-prob` keeps with this graph);
   and the graph's size.
 int8 becomes the folder's default variant only where its validation accuracy is within
-onnx.int8_max_accuracy_drop of float32's (chosen on validation; test is reported).
+onnx.int8_max_accuracy_drop of float32's (chosen on validation; test is reported). The
+folder's README.md, its model card, gives these figures and names the default.
 """
 
 from emotion.process import start_tensorflow
@@ -22,12 +25,14 @@ import json
 
 import numpy as np
 
+from emotion.calibration import at_threshold, expected_calibration_error
 from emotion.data import label_names, read_split
 from emotion.errors import PipelineError, exit_on_error
 from emotion.files import MODEL_DIR, RAW_DIR, SPLITS, atomic_outputs
+from emotion.model_card import render_runtime_card
 from emotion.onnx_export import INT8_WEIGHT_TYPES, set_default_variant, write_runtime
 from emotion.onnx_runtime import DEFAULT_FOLDER, VARIANT_FILES
-from emotion.params import load_params, one_of, param, positive
+from emotion.params import load_params, one_of, param, positive, probability_list
 from emotion.predict import Predictions, TextClassifier
 from emotion.scores import split_scores
 
@@ -41,6 +46,7 @@ def main() -> None:
     weight_type = one_of(params, "onnx", "int8_weight_type", INT8_WEIGHT_TYPES)
     per_channel = param(params, "onnx", "int8_per_channel", bool)
     max_drop = param(params, "onnx", "int8_max_accuracy_drop", float)
+    thresholds = probability_list(load_params("evaluate"), "evaluate", "min_prob_thresholds")
     trained = TextClassifier(MODEL_DIR, "tensorflow", batch_size)
     data = {split: read_split(RAW_DIR, split) for split in SPLITS}
     texts = {split: list(data[split]["text"]) for split in SPLITS}
@@ -69,14 +75,23 @@ def main() -> None:
                                         f"{trained.labels}")
                 predictions = classifier.predict(texts[split])
                 labels = np.asarray(data[split]["label"])
-                metrics[variant][split] = {**split_scores(predictions.logits, labels),
-                                           **parity(predictions, reference[split])}
+                metrics[variant][split] = {
+                    **split_scores(predictions.logits, labels),
+                    "ece": round(expected_calibration_error(predictions.probabilities, labels),
+                                 6),
+                    **parity(predictions, reference[split])}
+                if split == "test":  # as evaluate reports the TensorFlow model's
+                    metrics[variant]["min_prob"] = {"test": {
+                        str(threshold): at_threshold(predictions.probabilities, labels,
+                                                     threshold)
+                        for threshold in thresholds}}
         drop = round(metrics["float32"]["validation"]["accuracy"]
                      - metrics["int8"]["validation"]["accuracy"], 6)
         metrics["default"] = "int8" if drop <= max_drop else "float32"
         metrics["int8_weight_type"] = weight_type
         metrics["int8_per_channel"] = per_channel
         set_default_variant(folder, metrics["default"])
+        (folder / "README.md").write_text(render_runtime_card(metrics, VARIANT_FILES))
         metrics_out.write_text(json.dumps(metrics, indent=2) + "\n")
     print(json.dumps(metrics))
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 from conftest import HARD_TEXTS, LABELS, run_in_process, workspace_state
 
 PREDICT = shutil.which("emotion-predict", path=str(Path(sys.executable).parent))
@@ -434,6 +435,7 @@ def test_emotion_predict_runs_on_onnx_without_tensorflow_or_transformers(dvc_rep
 def test_onnx_stage_measures_both_graphs_against_the_tensorflow_model(dvc_repo):
     import onnx
 
+    from emotion.calibration import expected_calibration_error
     from emotion.predict import TextClassifier
 
     root = dvc_repo[0]
@@ -446,6 +448,7 @@ def test_onnx_stage_measures_both_graphs_against_the_tensorflow_model(dvc_repo):
         assert float32["max_probability_difference"] < 1e-5
         assert float32["accuracy"] == evaluate[split]["accuracy"]
         assert float32["loss"] == pytest.approx(evaluate[split]["loss"], abs=1e-5)
+        assert float32["ece"] == pytest.approx(evaluate[split]["ece"], abs=1e-5)
         assert set(metrics["int8"][split]) == set(float32)
     # int8 is the default exactly when its validation accuracy is within 0.2 points.
     drop = metrics["float32"]["validation"]["accuracy"] - metrics["int8"]["validation"][
@@ -457,12 +460,37 @@ def test_onnx_stage_measures_both_graphs_against_the_tensorflow_model(dvc_repo):
     graph = onnx.load(str(root / "models/onnx/model.int8.onnx"))
     assert "MatMulInteger" in {node.op_type for node in graph.graph.node}
     assert metrics["int8"]["size_mb"] < metrics["float32"]["size_mb"]
-    # What the stage measured is what the int8 graph gives from Python.
+    # What the stage measured is what each graph gives from Python: accuracy, calibration
+    # and what --min-prob keeps, at evaluate's thresholds (float32's equal evaluate's).
     test = pd.read_parquet(root / "data/raw/test.parquet")
-    logits = TextClassifier(root / "models/onnx", variant="int8").predict(
-        list(test["text"])).logits
-    assert (logits.argmax(axis=1) == test["label"]).mean() == pytest.approx(
-        metrics["int8"]["test"]["accuracy"], abs=1e-6)
+    labels = test["label"].to_numpy()
+    thresholds = yaml.safe_load((root / "params.yaml").read_text())["evaluate"][
+        "min_prob_thresholds"]
+    assert list(metrics["float32"]["min_prob"]["test"]) == [str(t) for t in thresholds]
+    assert metrics["float32"]["min_prob"] == evaluate["min_prob"]
+    for variant in ("float32", "int8"):
+        scores = TextClassifier(root / "models/onnx", variant=variant).predict(
+            list(test["text"])).probabilities
+        assert (scores.argmax(axis=1) == labels).mean() == pytest.approx(
+            metrics[variant]["test"]["accuracy"], abs=1e-6)
+        assert expected_calibration_error(scores, labels) == pytest.approx(
+            metrics[variant]["test"]["ece"], abs=1e-6)
+        for threshold in thresholds:
+            kept = scores.max(axis=1) >= threshold
+            figures = metrics[variant]["min_prob"]["test"][str(threshold)]
+            assert figures["coverage"] == pytest.approx(kept.mean(), abs=1e-6)
+            if kept.any():
+                assert figures["accuracy"] == pytest.approx(
+                    (scores.argmax(axis=1) == labels)[kept].mean(), abs=1e-6)
+    # The folder's model card names its default graph and gives each graph's figures.
+    card = (root / "models/onnx/README.md").read_text()
+    assert f"Default graph: **{metrics['default']}**" in card
+    for variant in ("float32", "int8"):
+        test_figures = metrics[variant]["test"]
+        (row,) = [line for line in card.splitlines() if line.startswith(f"| {variant}")
+                  and "MB" not in line and " at " not in line]
+        assert (f"| {test_figures['accuracy']:.4f} | {test_figures['macro_f1']:.4f} "
+                f"| {test_figures['loss']:.4f} | {test_figures['ece']:.4f} |") in row
 
 
 PREDICT_VENV = Path(__file__).resolve().parents[1] / ".venv-predict"
