@@ -24,8 +24,8 @@ import ctypes
 import gc
 import os
 import re
+import subprocess
 import sys
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import ModuleType
@@ -95,22 +95,38 @@ def start_tensorflow(training: bool = False, onednn: bool = True) -> ModuleType:
     return tf
 
 
+# The filter of startup_noise_dropped: its own process, so that what TensorFlow writes just
+# before it aborts (a fatal error at start-up) still reaches stderr.
+_FILTER = """import re, signal, sys
+signal.signal(signal.SIGINT, signal.SIG_IGN)
+noise = re.compile(sys.argv[1].encode())
+for line in sys.stdin.buffer:
+    if not noise.search(line):
+        sys.stdout.buffer.write(line)
+        sys.stdout.buffer.flush()
+"""
+
+
 @contextmanager
 def startup_noise_dropped() -> Iterator[None]:
-    """Send file descriptor 2 to a temporary file inside the block, then write what it
-    caught to stderr, less the lines STARTUP_NOISE matches."""
+    """Inside the block, file descriptor 2 goes through a filter process to stderr, which
+    drops the lines STARTUP_NOISE matches and passes every other line on as it comes."""
     sys.stderr.flush()
     saved = os.dup(2)
-    with tempfile.TemporaryFile() as caught:
-        os.dup2(caught.fileno(), 2)
-        try:
-            yield
-        finally:
-            sys.stderr.flush()
-            os.dup2(saved, 2)
-            os.close(saved)
-            caught.seek(0)
-            kept = [line for line in caught.read().decode(errors="replace").splitlines(True)
-                    if not STARTUP_NOISE.search(line)]
-            if kept:
-                os.write(2, "".join(kept).encode())
+    try:
+        noise = subprocess.Popen([sys.executable, "-I", "-S", "-c", _FILTER,
+                                  STARTUP_NOISE.pattern], stdin=subprocess.PIPE,
+                                 stdout=saved, stderr=saved)
+    except OSError:  # no filter to be had: everything goes to stderr as it is
+        os.close(saved)
+        yield
+        return
+    os.dup2(noise.stdin.fileno(), 2)
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+        noise.stdin.close()
+        noise.wait()  # every line passed on before anything else is written
