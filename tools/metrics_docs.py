@@ -1,0 +1,183 @@
+"""The README paragraphs that quote metrics/*.json, generated from them.
+
+    python -m tools.metrics_docs           # rewrite them in README.md
+    python -m tools.metrics_docs --check   # exit 1, naming them, if README.md differs
+
+Each paragraph sits between `<!-- metrics:NAME -->` and `<!-- /metrics:NAME -->` in
+README.md; everything else is left as it is. The suite runs --check on the committed README
+and metrics, so a rerun that changes a metric fails until the text follows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+from emotion.errors import PipelineError, exit_on_error
+from emotion.files import atomic_output
+
+README = Path("README.md")
+METRICS = Path("metrics")
+# The reference notebook's test figures (BERT-base, 8 epochs, lr 1e-5).
+REFERENCE = {"accuracy": 0.9220, "loss": 0.2231}
+
+
+def read_metrics(folder: Path) -> dict[str, dict]:
+    """metrics/<name>.json by name; a missing or damaged file is a PipelineError naming it."""
+    metrics = {}
+    for name in ("train", "evaluate", "export", "onnx"):
+        path = folder / f"{name}.json"
+        try:
+            metrics[name] = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as error:
+            raise PipelineError(f"{path}: cannot read ({error})") from None
+    return metrics
+
+
+def points(value: float) -> str:
+    return f"{100 * value:.1f}%"
+
+
+def results(m: dict[str, dict]) -> str:
+    """What the default run measured, of the TensorFlow model and of what runs by default."""
+    test, raw = m["evaluate"]["test"], m["evaluate"]["uncalibrated"]["test"]
+    temperature = m["evaluate"]["calibration"]["temperature"]
+    kept = m["evaluate"]["min_prob"]["test"].get("0.9")
+    tests = m["export"]["prediction_parity"]["texts"]  # the test split's size
+    standard_error = (test["accuracy"] * (1 - test["accuracy"]) / tests) ** 0.5
+    default = m["onnx"]["default"]
+    runtime = m["onnx"][default]
+    runtime_kept = runtime["min_prob"]["test"].get("0.9")
+    text = (
+        f"Default run (the reference recipe: a Dense softmax layer on the `[CLS]` output, Adam "
+        f"lr 1e-5, {m['train']['epochs']} epochs, seed 42; the best epoch, "
+        f"{m['train']['best_epoch']}, chosen on validation loss), on the test split: accuracy "
+        f"**{test['accuracy']:.4f}**, loss **{test['loss']:.4f}**, macro-F1 "
+        f"{test['macro_f1']:.3f} (`metrics/evaluate.json`, the TensorFlow model of "
+        f"`models/emotion`). The reference notebook (BERT-base) reached "
+        f"{REFERENCE['accuracy']:.4f} / {REFERENCE['loss']:.4f}; one test standard error of "
+        f"accuracy is {points(standard_error)} points. **Calibrated**: a temperature of "
+        f"{temperature:.3f} fitted on validation brings the test loss from {raw['loss']:.4f} "
+        f"to {test['loss']:.4f} and the expected calibration error from {raw['ece']:.4f} to "
+        f"{test['ece']:.4f}, labels unchanged")
+    if kept and "accuracy" in kept:
+        text += (f"; keeping only labels with probability ≥ 0.9 (`--min-prob 0.9`) labels "
+                 f"{points(kept['coverage'])} of the test texts at "
+                 f"{points(kept['accuracy'])} accuracy")
+    text += (
+        f".\n\nWhat `emotion-predict` runs by default, the **{default}** ONNX graph "
+        f"(`metrics/onnx.json`): test accuracy {runtime['test']['accuracy']:.4f}, loss "
+        f"{runtime['test']['loss']:.4f}, ECE {runtime['test']['ece']:.4f}")
+    if runtime_kept and "accuracy" in runtime_kept:
+        text += (f", `--min-prob 0.9` {points(runtime_kept['coverage'])} of the texts at "
+                 f"{points(runtime_kept['accuracy'])} accuracy")
+    return text + "."
+
+
+def onnx(m: dict[str, dict]) -> str:
+    """What each graph of the runtime folder costs against the TensorFlow model."""
+    metrics = m["onnx"]
+    float32, int8 = metrics["float32"], metrics["int8"]
+    default = metrics["default"]
+    texts = metrics["token_parity"]["texts"]
+    tests = m["export"]["prediction_parity"]["texts"]  # the test split's size
+    drop = float32["validation"]["accuracy"] - int8["validation"]["accuracy"]
+    return (
+        f"**Which graph, and what it costs** (`metrics/onnx.json`, measured by the `onnx` "
+        f"stage on every run against the TF model): the float32 graph's test labels differ "
+        f"from TF's on {float32['test']['label_mismatches']} of {tests:,} texts (largest "
+        f"probability difference {float32['test']['max_probability_difference']:.1e}), its "
+        f"tokenizer's ids on {metrics['token_parity']['mismatches']} of {texts:,}. The int8 "
+        f"graph ({int8['size_mb']:.0f} MB instead of "
+        f"{float32['size_mb']:.0f}; {metrics['int8_weight_type']} weights, "
+        f"a scale per {'output channel' if metrics['int8_per_channel'] else 'tensor'}) loses "
+        f"{100 * drop:.2f} points of validation accuracy against float32 "
+        f"({int8['validation']['accuracy']:.4f} vs {float32['validation']['accuracy']:.4f}), "
+        f"so the default is **{default}**. On test, int8 vs float32: accuracy "
+        f"{int8['test']['accuracy']:.4f} vs {float32['test']['accuracy']:.4f}, calibrated loss "
+        f"{int8['test']['loss']:.4f} vs {float32['test']['loss']:.4f}, ECE "
+        f"{int8['test']['ece']:.4f} vs {float32['test']['ece']:.4f}; "
+        f"{int8['test']['label_mismatches']} of {tests:,} test labels differ from TF's, and "
+        f"int8's probabilities differ from TF's by "
+        f"up to {int8['test']['max_probability_difference']:.2f}. `--variant` picks the other "
+        f"graph; `models/onnx/README.md` has each graph's `--min-prob` figures.")
+
+
+def export(m: dict[str, dict]) -> str:
+    """The SavedModel's parity with the Python path."""
+    tokens, predictions = m["export"]["token_parity"], m["export"]["prediction_parity"]
+    return (
+        f"Its parity with the Python path is checked on every run (`metrics/export.json`): "
+        f"{tokens['mismatches']} token-id mismatches on all {tokens['texts']:,} texts, "
+        f"{predictions['label_mismatches']} label mismatches on the test split, largest "
+        f"probability difference {predictions['max_probability_difference']:.1e} (goal: 1e-5).")
+
+
+BLOCKS: dict[str, Callable[[dict[str, dict]], str]] = {
+    "results": results, "onnx": onnx, "export": export}
+
+
+def render(readme: str, metrics: dict[str, dict]) -> str:
+    """readme with every block generated anew."""
+    for name, block in BLOCKS.items():
+        pattern = re.compile(rf"(<!-- metrics:{name} -->\n).*?(\n<!-- /metrics:{name} -->)",
+                             re.S)
+        if not pattern.search(readme):
+            raise PipelineError(f"{README}: no <!-- metrics:{name} --> ... "
+                                f"<!-- /metrics:{name} --> block")
+        try:
+            text = wrap(block(metrics))
+        except KeyError as error:
+            raise PipelineError(f"metrics/*.json: no {error} for the {name} paragraph (run "
+                                "dvc repro first)") from None
+        readme = pattern.sub(lambda match, t=text: match[1] + t + match[2], readme)
+    return readme
+
+
+def wrap(text: str, width: int = 95) -> str:
+    """Paragraphs wrapped at `width` characters (words never split)."""
+    lines = []
+    for paragraph in text.split("\n\n"):
+        line = ""
+        for word in paragraph.split():
+            if line and len(line) + 1 + len(word) > width:
+                lines.append(line)
+                line = word
+            else:
+                line = f"{line} {word}" if line else word
+        lines += [line, ""]
+    return "\n".join(lines[:-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true",
+                        help="change nothing; exit 1 naming the blocks that differ")
+    args = parser.parse_args()
+    readme = README.read_text(encoding="utf8")
+    generated = render(readme, read_metrics(METRICS))
+    if args.check:
+        stale = [name for name in BLOCKS
+                 if block_text(readme, name) != block_text(generated, name)]
+        if stale:
+            raise PipelineError(f"{README}: the metrics paragraphs {', '.join(stale)} differ "
+                                "from metrics/*.json: run python -m tools.metrics_docs")
+        print(f"{README}: the metrics paragraphs match metrics/*.json")
+        return
+    if generated != readme:
+        with atomic_output(README) as out:
+            out.write_text(generated, encoding="utf8")
+    print(f"{README}: {len(BLOCKS)} metrics paragraphs written")
+
+
+def block_text(readme: str, name: str) -> str:
+    match = re.search(rf"<!-- metrics:{name} -->\n(.*?)\n<!-- /metrics:{name} -->", readme,
+                      re.S)
+    return match[1] if match else ""
+
+
+if __name__ == "__main__":
+    exit_on_error(main)
