@@ -37,7 +37,7 @@ def read_metrics(folder: Path) -> dict[str, dict]:
     return metrics
 
 
-def points(value: float) -> str:
+def percent(value: float) -> str:
     return f"{100 * value:.1f}%"
 
 
@@ -59,21 +59,21 @@ def results(m: dict[str, dict]) -> str:
         f"{test['macro_f1']:.3f} (`metrics/evaluate.json`, the TensorFlow model of "
         f"`models/emotion`). The reference notebook (BERT-base) reached "
         f"{REFERENCE['accuracy']:.4f} / {REFERENCE['loss']:.4f}; one test standard error of "
-        f"accuracy is {points(standard_error)} points. **Calibrated**: a temperature of "
+        f"accuracy is {100 * standard_error:.1f} points. **Calibrated**: a temperature of "
         f"{temperature:.3f} fitted on validation brings the test loss from {raw['loss']:.4f} "
         f"to {test['loss']:.4f} and the expected calibration error from {raw['ece']:.4f} to "
         f"{test['ece']:.4f}, labels unchanged")
     if kept and "accuracy" in kept:
         text += (f"; keeping only labels with probability ≥ 0.9 (`--min-prob 0.9`) labels "
-                 f"{points(kept['coverage'])} of the test texts at "
-                 f"{points(kept['accuracy'])} accuracy")
+                 f"{percent(kept['coverage'])} of the test texts at "
+                 f"{percent(kept['accuracy'])} accuracy")
     text += (
         f".\n\nWhat `emotion-predict` runs by default, the **{default}** ONNX graph "
         f"(`metrics/onnx.json`): test accuracy {runtime['test']['accuracy']:.4f}, loss "
         f"{runtime['test']['loss']:.4f}, ECE {runtime['test']['ece']:.4f}")
     if runtime_kept and "accuracy" in runtime_kept:
-        text += (f", `--min-prob 0.9` {points(runtime_kept['coverage'])} of the texts at "
-                 f"{points(runtime_kept['accuracy'])} accuracy")
+        text += (f", `--min-prob 0.9` {percent(runtime_kept['coverage'])} of the texts at "
+                 f"{percent(runtime_kept['accuracy'])} accuracy")
     return text + "."
 
 
@@ -93,8 +93,9 @@ def onnx(m: dict[str, dict]) -> str:
         f"tokenizer's ids on {metrics['token_parity']['mismatches']} of {texts:,}. The int8 "
         f"graph ({int8['size_mb']:.0f} MB instead of "
         f"{float32['size_mb']:.0f}; {metrics['int8_weight_type']} weights, "
-        f"a scale per {'output channel' if metrics['int8_per_channel'] else 'tensor'}) loses "
-        f"{100 * drop:.2f} points of validation accuracy against float32 "
+        f"a scale per {'output channel' if metrics['int8_per_channel'] else 'tensor'}) "
+        f"{'loses' if drop > 0 else 'gains'} {100 * abs(drop):.2f} points of validation "
+        f"accuracy against float32 "
         f"({int8['validation']['accuracy']:.4f} vs {float32['validation']['accuracy']:.4f}), "
         f"so the default is **{default}**. On test, int8 vs float32: accuracy "
         f"{int8['test']['accuracy']:.4f} vs {float32['test']['accuracy']:.4f}, calibrated loss "
