@@ -27,7 +27,7 @@ from conftest import (
     write_params,
 )
 
-from emotion.checkpoints import KILL_POINTS, KILL_VARIABLE, best_epoch
+from emotion.training.checkpoints import KILL_POINTS, KILL_VARIABLE, best_epoch
 
 EPOCHS = 3
 
@@ -211,7 +211,7 @@ def test_more_epochs_restart_a_linear_schedule(project, assets):
 
 def double_the_loss(project) -> None:
     """A semantic change to the training code (the loss it optimises is doubled)."""
-    training = project / "emotion/training.py"
+    training = project / "emotion/training/step.py"
     code = training.read_text()
     assert "loss = loss_fn(labels, logits, " in code
     training.write_text(code.replace("loss = loss_fn(labels, logits, ",
