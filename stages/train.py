@@ -124,17 +124,8 @@ def main() -> None:
             continue
         logits = predict_logits(forward, validation_ids, settings["eval_batch_size"],
                                 tokenizer.pad_token_id)
-        val_loss, val_accuracy = loss_and_accuracy(logits, validation_labels)
-        history.append({
-            "epoch": epoch + 1,
-            "loss": result["loss"],
-            "accuracy": result["accuracy"],
-            "val_loss": val_loss,
-            "val_accuracy": val_accuracy,
-            "train_seconds": round(result["seconds"], 1),
-            "examples_per_second": round(result["examples"] / result["seconds"], 2),
-            "mean_padded_length": round(result["tokens"] / result["examples"], 2),
-        })
+        history.append(epoch_record(epoch + 1, result,
+                                    *loss_and_accuracy(logits, validation_labels)))
         print(f"{label}: " + ", ".join(
             f"{key} {value:.4f}" if isinstance(value, float) else f"{key} {value}"
             for key, value in history[-1].items() if key != "epoch"), flush=True)
@@ -145,10 +136,33 @@ def main() -> None:
         return
     best = history[best_epoch(history) - 1]
     model.load_weights(str(best_weights_file(best["epoch"])))
+    save_outputs(model, tokenizer, history, best, settings,
+                 strategy.num_replicas_in_sync)
+    print(f"kept epoch {best['epoch']} (lowest validation loss {best['val_loss']:.4f})")
+
+
+def epoch_record(epoch: int, result: dict, val_loss: float, val_accuracy: float) -> dict:
+    """An epoch's row of the history (state.json, history.csv, metrics/train.json)."""
+    return {
+        "epoch": epoch,
+        "loss": result["loss"],
+        "accuracy": result["accuracy"],
+        "val_loss": val_loss,
+        "val_accuracy": val_accuracy,
+        "train_seconds": round(result["seconds"], 1),
+        "examples_per_second": round(result["examples"] / result["seconds"], 2),
+        "mean_padded_length": round(result["tokens"] / result["examples"], 2),
+    }
+
+
+def save_outputs(model, tokenizer, history: list[dict], best: dict, settings: dict,
+                 replicas: int) -> None:
+    """models/trained (the best epoch's weights), plots/train/history.csv and
+    metrics/train.json, moved into place together (or none, if anything fails)."""
+    distribution = settings["distribution"]
     # The model folder carries all that prediction needs: the head (config.json), the label
     # names (id2label) and the tokenizer, cutting at the max_length used in training.
     tokenizer.model_max_length = settings["max_length"]
-    # All three outputs are moved into place together (or none, if anything fails).
     with atomic_outputs(TRAINED_DIR, HISTORY_FILE, TRAIN_METRICS) as (model_out, history_out,
                                                                      metrics_out):
         model.save_pretrained(str(model_out))
@@ -164,13 +178,12 @@ def main() -> None:
             "train": {"loss": round(best["loss"], 6), "accuracy": round(best["accuracy"], 6)},
             "precision": settings["precision"],
             **({} if distribution == "none" else {
-                "distribution": distribution, "replicas": strategy.num_replicas_in_sync}),
+                "distribution": distribution, "replicas": replicas}),
             **({"xla": True} if settings["xla"] else {}),
             "train_minutes": round(sum(row["train_seconds"] for row in history) / 60, 1),
             "examples_per_second": round(
                 float(np.mean([row["examples_per_second"] for row in history])), 1),
         }, indent=2) + "\n")
-    print(f"kept epoch {best['epoch']} (lowest validation loss {best['val_loss']:.4f})")
 
 
 if __name__ == "__main__":
