@@ -69,13 +69,17 @@ repro: setup  ## run the whole pipeline (about 55 min on 2 CPU cores)
 # every run.
 test: setup-dev setup-review setup-predict  ## lint + the test suite (about 8-9 min on 2 cores of an Intel Xeon; docs/development.md)
 	ruff check emotion stages tests benchmarks tools
+	lint-imports --no-cache
 	python -m pytest -n 2 --dist loadgroup --no-loadscope-reorder --durations=15
 
 test-quick: setup-dev  ## the tests that run no DVC, no stage and no training (~20 s)
 	python -m pytest -m "not pipeline"
 
+# ruff, and the import boundaries of pyproject.toml's [tool.importlinter] (the prediction
+# package loads no training stack; the library imports no stage, tool or benchmark).
 lint: setup-dev
 	ruff check emotion stages tests benchmarks tools
+	lint-imports --no-cache
 
 BASE ?= main
 review: setup-review  ## compare BASE (branch/tag/commit/experiment) with the workspace -> review/

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from emotion.files import RAW_DIR
 from emotion.hardware import cpu_model, speed_flags
+from emotion.paths import RAW_DIR
 
 COMMAND = shutil.which("emotion-predict", path=str(Path(sys.executable).parent))
 

@@ -38,9 +38,9 @@ def step_speed(batches: int) -> float:
 
     from benchmarks.train_speed import build_model
     from emotion.data import bucket_batches, load_tokenizer, read_split
-    from emotion.files import TOKENIZED_DIR
     from emotion.params import load_params, model_source
-    from emotion.training import make_train_step
+    from emotion.paths import TOKENIZED_DIR
+    from emotion.training.step import make_train_step
 
     params = load_params("train")
     train = read_split(TOKENIZED_DIR, "train")
@@ -64,9 +64,9 @@ def step_speed(batches: int) -> float:
 def evaluate_speed() -> float:
     """Texts/s of the evaluate stage's forward pass on the validation and test texts."""
     from emotion.data import read_split
-    from emotion.files import MODEL_DIR, RAW_DIR
     from emotion.params import load_params
-    from emotion.predict import TextClassifier
+    from emotion.paths import MODEL_DIR, RAW_DIR
+    from emotion.prediction.classifier import TextClassifier
 
     classifier = TextClassifier(MODEL_DIR, "tensorflow", load_params("evaluate")["batch_size"])
     texts = [text for split in ("validation", "test")
@@ -83,8 +83,8 @@ def export_speed() -> float:
     import tensorflow_text  # noqa: F401 (registers the SavedModel's tokenizer ops)
 
     from emotion.data import read_split
-    from emotion.files import RAW_DIR, SERVING_DIR
     from emotion.params import load_params
+    from emotion.paths import RAW_DIR, SERVING_DIR
 
     serve = tf.saved_model.load(str(SERVING_DIR)).signatures["serving_default"]
     batch = load_params("export")["batch_size"]

@@ -37,11 +37,11 @@ import tensorflow_text  # noqa: F401  (the SavedModel's tokenizer ops)
 
 from benchmarks.matmul import references
 from benchmarks.train_speed import flops_counter
-from emotion.cli import CHUNK
 from emotion.data import read_split
-from emotion.files import MODEL_DIR, RAW_DIR, SERVING_DIR
 from emotion.hardware import cpu_model, speed_flags
-from emotion.predict import TextClassifier
+from emotion.paths import MODEL_DIR, RAW_DIR, SERVING_DIR
+from emotion.prediction.classifier import DEFAULT_BATCH_SIZE, TextClassifier
+from emotion.prediction.cli import CHUNK
 
 COMMAND = shutil.which("emotion-predict", path=str(Path(sys.executable).parent))
 SAVED_MODEL_COLD = ("import sys; from emotion.process import start_tensorflow; "
@@ -84,7 +84,7 @@ def cold_start(command: list[str], runs: int) -> list[float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE)
     parser.add_argument("--calls", type=int, default=200, help="single-text calls timed")
     parser.add_argument("--starts", type=int, default=5, help="cold starts timed per path")
     args = parser.parse_args()

@@ -38,12 +38,12 @@ import tensorflow as tf
 from tensorflow.tsl.profiler.protobuf import xplane_pb2
 
 from emotion.data import load_tokenizer, read_split
-from emotion.files import TOKENIZED_DIR
 from emotion.hardware import cpu_model, speed_flags
 from emotion.model import new_classifier, seed_everything
 from emotion.params import load_params, model_source
-from emotion.train_settings import PRECISIONS
-from emotion.training import make_train_step, new_optimizer, set_precision
+from emotion.paths import TOKENIZED_DIR
+from emotion.training.settings import PRECISIONS
+from emotion.training.step import make_train_step, new_optimizer, set_precision
 
 MATMULS = {"MatMul", "BatchMatMulV2", "BatchMatMulV3", "_MklMatMul", "_FusedMatMul",
            "_MklNativeFusedMatMul", "_MklFusedMatMul", "_MklBatchMatMulV2", "Einsum",

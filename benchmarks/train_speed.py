@@ -31,11 +31,11 @@ import tensorflow as tf
 
 from benchmarks.matmul import print_table, references
 from emotion.data import bucket_batches, encode, load_tokenizer, read_split
-from emotion.files import RAW_DIR, SPLITS, TOKENIZED_DIR
 from emotion.hardware import cpu_model, speed_flags
 from emotion.model import new_classifier, seed_everything
 from emotion.params import load_params, model_source
-from emotion.training import make_train_step, new_optimizer, set_precision, train_step_function
+from emotion.paths import RAW_DIR, SPLITS, TOKENIZED_DIR
+from emotion.training.step import make_train_step, new_optimizer, set_precision, train_step_function
 
 
 def flops_counter(model):

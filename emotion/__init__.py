@@ -1,19 +1,22 @@
-"""Emotion detection for English text: the code shared by the DVC stages, `emotion-predict`
-and the SavedModel and ONNX exports.
+"""Emotion detection for English text: the library of the DVC stages (stages/), the
+`emotion-predict` command and the tools. Importing it imports nothing.
 
-Modules, one concern each:
-- errors:  PipelineError and the one-line-error entry point
-- params:  reading and validating params.yaml
-- files:   the pipeline's file layout and all-or-nothing writes
-- data:    splits on disk, the tokenizer, the one encoding function, tf.data batches
-- model:   classifier heads: building, seeding, saving and reloading
-- training: the learning-rate schedule and the static-shape training step
-- inference: logits of token ids, loss and accuracy
-- scores:  the scores a split is reported with (accuracy, loss, F1)
-- predict: labels and probabilities of raw text (TextClassifier), from one of two backends:
-  - onnx_runtime: the ONNX runtime folder on onnxruntime (no TensorFlow, the default)
-  - tensorflow_backend: the trained model folder on TensorFlow
-- onnx_export: the ONNX runtime folder of a trained model (tf2onnx, int8 quantization)
-- serving: the raw-text TensorFlow SavedModel (tokenizer inside the graph)
-- cli:     the `emotion-predict` command
+Shared modules, one concern each:
+- errors:   PipelineError and UsageError, and the one-line-error entry point
+- params:   reading and validating params.yaml
+- paths:    every file and folder the pipeline reads or writes
+- files:    all-or-nothing writes, paths a user named, figures, the pipeline's JSON files
+- process:  the settings of every process that runs TensorFlow (set by entry points)
+- hardware: the CPU's model name and instruction-set flags
+- data:     splits on disk, the tokenizer, the one encoding function, tf.data batches
+- model:    classifier heads (TensorFlow): building, seeding, saving and reloading
+- logits:   a TensorFlow classifier's logits of token ids, in length-sorted batches
+- tensorflow_backend: the TensorFlow backend of TextClassifier (the trained model folder)
+- predict:  the public import path of TextClassifier (emotion.prediction.classifier)
+
+Subpackages by concern, and by install:
+- training:   the train stage's mechanics (TensorFlow)
+- metrics:    scores and calibration (NumPy, SciPy, scikit-learn)
+- prediction: TextClassifier, the ONNX backend and emotion-predict (the light install)
+- packaging:  the published folders: models/emotion, models/onnx, models/serving
 """

@@ -41,6 +41,14 @@ def label_names(dataset: datasets.Dataset) -> list[str]:
     return list(dataset.features["label"].names)
 
 
+def check_label_names(dataset: datasets.Dataset, names: list[str], where: Path) -> None:
+    """A PipelineError naming `where` unless the dataset's label names are `names` (a model's,
+    in its order)."""
+    if label_names(dataset) != names:
+        raise PipelineError(f"{where}: labels {label_names(dataset)} differ from the model's "
+                            f"{names}")
+
+
 def load_tokenizer(checkpoint: str, revision: str | None = None) -> PreTrainedTokenizerFast:
     """The checkpoint's fast tokenizer (a Hub id at `revision`, or a local folder)."""
     from transformers import AutoTokenizer

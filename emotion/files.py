@@ -1,26 +1,19 @@
-"""Where the pipeline keeps its files, and writing them all-or-nothing."""
+"""Writing files all-or-nothing: a stage's outputs, paths a user named, figures; and reading
+the JSON files the pipeline wrote."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
-from emotion.errors import UsageError
+from emotion.errors import PipelineError, UsageError, first_line
 
-SPLITS = ("train", "validation", "test")
-RAW_DIR = Path("data/raw")
-TOKENIZED_DIR = Path("data/tokenized")
-# The train stage's model (the best epoch, raw probabilities), and the folder users get
-# (stage package: that model calibrated, with its model card).
-TRAINED_DIR = Path("models/trained")
-MODEL_DIR = Path("models/emotion")
-SERVING_DIR = Path("models/serving")
-# Resume state of the train stage: scratch space, git- and DVC-ignored, not a DVC output.
-CHECKPOINT_DIR = Path("models/.checkpoints")
 # Staging folders are named .<name>.staging-<pid>-<random> beside their target; .gitignore and
 # .dvcignore ignore the pattern, and a later write removes those of processes no longer alive.
 STAGING_MARK = ".staging-"
@@ -99,6 +92,15 @@ def user_folder_output(path: str | Path, marker: str) -> Iterator[Path]:
     with atomic_output(user_folder(path, marker)) as out:
         yield out
         (out / marker).write_text("written by this command; it may replace this folder\n")
+
+
+def read_json(path: str | Path, remedy: str) -> Any:
+    """A JSON file the pipeline wrote; a missing or damaged one is a PipelineError naming it
+    and `remedy` (what rebuilds it)."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError, UnicodeDecodeError) as error:
+        raise PipelineError(f"{path}: cannot read it ({first_line(error)}): {remedy}") from None
 
 
 def remove_dead_staging(path: Path) -> list[Path]:

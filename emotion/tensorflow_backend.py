@@ -10,14 +10,16 @@ import numpy as np
 
 from emotion.data import encode
 from emotion.errors import PipelineError, first_line
-from emotion.inference import logits_function, predict_logits
+from emotion.logits import logits_function, predict_logits
 from emotion.model import load_classifier
+from emotion.prediction.classifier import DEFAULT_BATCH_SIZE
 
 
 class TensorFlowBackend:
     """Token ids and logits of raw text from a trained model folder."""
 
-    def __init__(self, folder: str | Path, batch_size: int = 64, graph: bool = True):
+    def __init__(self, folder: str | Path, batch_size: int = DEFAULT_BATCH_SIZE,
+                 graph: bool = True):
         """graph: run the forward pass as one traced TensorFlow graph (tracing takes a few
         seconds once, then batches run about twice as fast as eagerly); False suits a few
         texts in a short-lived process."""

@@ -15,8 +15,9 @@ from pathlib import Path
 import datasets
 
 from emotion.errors import PipelineError, exit_on_error, first_line
-from emotion.files import RAW_DIR, SPLITS, atomic_output
+from emotion.files import atomic_output
 from emotion.params import load_params, param
+from emotion.paths import RAW_DIR, SPLITS
 
 
 def resolve_source(dataset: str, revision: str) -> Path:

@@ -23,10 +23,9 @@ import pandas as pd  # noqa: E402
 
 from emotion.data import encode, label_names, load_tokenizer, read_split  # noqa: E402
 from emotion.errors import exit_on_error  # noqa: E402
-from emotion.files import RAW_DIR, SPLITS, atomic_output, save_figure  # noqa: E402
+from emotion.files import atomic_output, save_figure  # noqa: E402
 from emotion.params import load_params, model_source, positive  # noqa: E402
-
-OUT_DIR = "plots/eda"
+from emotion.paths import EDA_DIR, RAW_DIR, SPLITS  # noqa: E402
 
 
 def length_histogram(lengths: dict[str, np.ndarray], bin_width: int) -> pd.DataFrame:
@@ -67,7 +66,7 @@ def main() -> None:
         }
     labels = pd.DataFrame(rows)
 
-    with atomic_output(OUT_DIR) as out:
+    with atomic_output(EDA_DIR) as out:
         out.mkdir()
         for split in SPLITS:
             labels[labels["split"] == split].drop(columns="split").to_csv(

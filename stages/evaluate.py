@@ -1,7 +1,7 @@
 """Stage evaluate: score the trained model on the validation and test splits, and calibrate it.
 
 The model is used as a user would use it: models/trained/ (its own tokenizer and max_length)
-on the raw texts, through emotion.predict.TextClassifier. Calibration (emotion.calibration):
+on the raw texts, through emotion.predict.TextClassifier. Calibration (emotion.metrics.calibration):
 with evaluate.temperature_scaling, the temperature that minimises the validation split's
 cross-entropy (test never takes part); stage package folds it into models/emotion/. Every
 score is of the calibrated probabilities, which models/emotion/ gives; "uncalibrated" holds
@@ -32,7 +32,10 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from sklearn.metrics import ConfusionMatrixDisplay, classification_report  # noqa: E402
 
-from emotion.calibration import (  # noqa: E402
+from emotion.data import check_label_names, read_split  # noqa: E402
+from emotion.errors import exit_on_error  # noqa: E402
+from emotion.files import atomic_outputs, save_figure  # noqa: E402
+from emotion.metrics.calibration import (  # noqa: E402
     ECE_BINS,
     at_threshold,
     cross_entropy,
@@ -42,17 +45,17 @@ from emotion.calibration import (  # noqa: E402
     reliability,
     risk_coverage,
 )
-from emotion.data import label_names, read_split  # noqa: E402
-from emotion.errors import PipelineError, exit_on_error  # noqa: E402
-from emotion.files import RAW_DIR, TRAINED_DIR, atomic_outputs, save_figure  # noqa: E402
+from emotion.metrics.scores import split_scores  # noqa: E402
 from emotion.params import load_params, param, positive, probability_list  # noqa: E402
-from emotion.predict import TextClassifier  # noqa: E402
-from emotion.scores import split_scores  # noqa: E402
-
-EVAL_SPLITS = ("validation", "test")
-METRICS_FILE = "metrics/evaluate.json"
-REPORT_FILE = "metrics/classification_report.json"
-PLOTS_DIR = "plots/evaluate"
+from emotion.paths import (  # noqa: E402
+    CLASSIFICATION_REPORT,
+    EVAL_SPLITS,
+    EVALUATE_METRICS,
+    EVALUATE_PLOTS,
+    RAW_DIR,
+    TRAINED_DIR,
+)
+from emotion.prediction.classifier import TextClassifier  # noqa: E402
 
 
 def read_settings() -> dict:
@@ -70,9 +73,7 @@ def main() -> None:
     logits, labels, texts = {}, {}, {}
     for split in EVAL_SPLITS:
         data = read_split(RAW_DIR, split)
-        if label_names(data) != names:
-            raise PipelineError(f"{RAW_DIR}/{split}.parquet: labels {label_names(data)} "
-                                f"differ from the model's {names}")
+        check_label_names(data, names, RAW_DIR / f"{split}.parquet")
         texts[split], labels[split] = list(data["text"]), np.asarray(data["label"])
         logits[split] = classifier.predict(texts[split]).logits
     temperature = (fit_temperature(logits["validation"], labels["validation"])
@@ -82,8 +83,8 @@ def main() -> None:
     scores = {split: {"uncalibrated": probabilities(logits[split]),
                       "calibrated": probabilities(logits[split], temperature)}
               for split in EVAL_SPLITS}
-    with atomic_outputs(PLOTS_DIR, REPORT_FILE, METRICS_FILE) as (plots, report_out,
-                                                                  metrics_out):
+    with atomic_outputs(EVALUATE_PLOTS, CLASSIFICATION_REPORT, EVALUATE_METRICS) as (
+            plots, report_out, metrics_out):
         plots.mkdir()
         for split in EVAL_SPLITS:
             raw, calibrated = scores[split]["uncalibrated"], scores[split]["calibrated"]

@@ -1,8 +1,8 @@
 """Stage export: the trained model as a TensorFlow SavedModel that takes raw strings.
 
 Writes models/serving/ (signature serving_default: text -> probabilities, label; tokenization
-inside the graph, see emotion.serving) and metrics/export.json, the parity of the SavedModel
-with the Python path (emotion.predict, the transformers tokenizer) on the real data:
+inside the graph, see emotion.packaging.saved_model) and metrics/export.json, the parity of
+the SavedModel with the Python path (emotion.predict, the transformers tokenizer) on the real data:
 - token ids: texts of all splits whose in-graph ids differ from the transformers tokenizer's;
 - predictions: on the test split, labels that differ and the largest probability difference.
 """
@@ -17,14 +17,14 @@ import json
 import numpy as np
 import tensorflow as tf
 
-from emotion.data import encode, read_split
+from emotion.data import read_split
 from emotion.errors import exit_on_error
-from emotion.files import MODEL_DIR, RAW_DIR, SERVING_DIR, SPLITS, atomic_outputs
+from emotion.files import atomic_outputs
+from emotion.packaging.parity import prediction_parity, token_parity
+from emotion.packaging.saved_model import export
 from emotion.params import load_params, positive
-from emotion.predict import TextClassifier
-from emotion.serving import export
-
-METRICS_FILE = "metrics/export.json"
+from emotion.paths import EXPORT_METRICS, MODEL_DIR, RAW_DIR, SERVING_DIR, SPLITS
+from emotion.prediction.classifier import TextClassifier
 
 
 def in_batches(function, texts: list[str], batch_size: int) -> list[dict]:
@@ -39,31 +39,26 @@ def main() -> None:
     texts = {split: list(read_split(RAW_DIR, split)["text"]) for split in SPLITS}
 
     # The SavedModel and its parity metrics are moved into place together, or neither.
-    with atomic_outputs(SERVING_DIR, METRICS_FILE) as (out, metrics_out):
+    with atomic_outputs(SERVING_DIR, EXPORT_METRICS) as (out, metrics_out):
         export(classifier, out)
         saved = tf.saved_model.load(str(out))
-        token_mismatches = 0
-        for split in SPLITS:
-            expected = encode(classifier.backend.tokenizer, texts[split], classifier.max_length)
-            graph_ids = [row[mask.astype(bool)].tolist()
-                         for batch in in_batches(saved.signatures["tokenize"], texts[split],
-                                                 batch_size)
-                         for row, mask in zip(batch["input_ids"], batch["attention_mask"])]
-            token_mismatches += sum(a != b for a, b in zip(expected, graph_ids))
+
+        def graph_ids(split_texts: list[str]) -> list[list[int]]:
+            return [row[mask.astype(bool)].tolist()
+                    for batch in in_batches(saved.signatures["tokenize"], split_texts,
+                                            batch_size)
+                    for row, mask in zip(batch["input_ids"], batch["attention_mask"])]
+
         served = in_batches(saved.signatures["serving_default"], texts["test"], batch_size)
         probabilities = np.concatenate([batch["probabilities"] for batch in served])
         labels = [label.decode() for batch in served for label in batch["label"]]
         python = classifier.predict(texts["test"])
 
         metrics = {
-            "token_parity": {"texts": sum(len(split) for split in texts.values()),
-                             "mismatches": token_mismatches},
-            "prediction_parity": {
-                "texts": len(labels),
-                "label_mismatches": sum(a != b for a, b in zip(labels, python.top())),
-                "max_probability_difference": float(
-                    np.abs(probabilities - python.probabilities).max()),
-            },
+            "token_parity": token_parity(texts, lambda split: classifier.encode(split)[0],
+                                         graph_ids),
+            "prediction_parity": {"texts": len(labels), **prediction_parity(
+                labels, probabilities, python.top(), python.probabilities)},
         }
         metrics_out.write_text(json.dumps(metrics, indent=2) + "\n")
     print(json.dumps(metrics))

@@ -2,7 +2,7 @@
 TensorFlow (emotion-predict's default backend).
 
 Writes models/onnx/ (float32 and int8 graphs, tokenizer.json, runtime.json; see
-emotion.onnx_runtime) and metrics/onnx.json, what each graph costs against the TensorFlow
+emotion.prediction.onnx_backend) and metrics/onnx.json, what each graph costs against the TensorFlow
 model (emotion.predict's tensorflow backend, which evaluate scores) on the real data:
 - token_parity: texts of all splits whose runtime token ids (the `tokenizers` library on
   tokenizer.json) or truncation flags differ from training's transformers tokenizer;
@@ -25,19 +25,18 @@ import json
 
 import numpy as np
 
-from emotion.calibration import at_threshold, expected_calibration_error
-from emotion.data import label_names, read_split
-from emotion.errors import PipelineError, exit_on_error
-from emotion.files import MODEL_DIR, RAW_DIR, SPLITS, atomic_outputs
-from emotion.model_card import render_runtime_card
-from emotion.onnx_export import INT8_WEIGHT_TYPES, set_default_variant, write_runtime
-from emotion.onnx_runtime import DEFAULT_FOLDER, VARIANT_FILES
+from emotion.data import check_label_names, read_split
+from emotion.errors import exit_on_error
+from emotion.files import atomic_outputs
+from emotion.metrics.calibration import at_threshold, expected_calibration_error
+from emotion.metrics.scores import split_scores
+from emotion.packaging.model_card import render_runtime_card
+from emotion.packaging.onnx_folder import INT8_WEIGHT_TYPES, set_default_variant, write_runtime
+from emotion.packaging.parity import prediction_parity, token_parity
 from emotion.params import load_params, one_of, param, positive, probability_list
-from emotion.predict import Predictions, TextClassifier
-from emotion.scores import split_scores
-
-METRICS_FILE = "metrics/onnx.json"
-EVAL_SPLITS = ("validation", "test")
+from emotion.paths import EVAL_SPLITS, MODEL_DIR, ONNX_DIR, ONNX_METRICS, RAW_DIR, SPLITS
+from emotion.prediction.classifier import TextClassifier
+from emotion.prediction.onnx_backend import VARIANT_FILES
 
 
 def main() -> None:
@@ -53,33 +52,27 @@ def main() -> None:
     reference = {split: trained.predict(texts[split]) for split in EVAL_SPLITS}
 
     # The runtime folder and its metrics are moved into place together, or neither.
-    with atomic_outputs(DEFAULT_FOLDER, METRICS_FILE) as (folder, metrics_out):
+    with atomic_outputs(ONNX_DIR, ONNX_METRICS) as (folder, metrics_out):
         write_runtime(trained.backend, folder, weight_type=weight_type, per_channel=per_channel)
         runtime = {variant: TextClassifier(folder, batch_size=batch_size, variant=variant)
                    for variant in VARIANT_FILES}
-        mismatches = 0
-        for split in SPLITS:
-            expected, expected_cut = trained.backend.encode(texts[split])
-            ids, cut = runtime["float32"].backend.encode(texts[split])
-            mismatches += sum(a != b or x != y for a, b, x, y in zip(expected, ids,
-                                                                      expected_cut, cut))
-        metrics = {"token_parity": {"texts": sum(map(len, texts.values())),
-                                    "mismatches": mismatches}}
+        metrics = {"token_parity": token_parity(  # ids and truncation flags alike
+            texts, lambda split: list(zip(*trained.encode(split))),
+            lambda split: list(zip(*runtime["float32"].encode(split))))}
         for variant, classifier in runtime.items():
             metrics[variant] = {"size_mb": round((folder / VARIANT_FILES[variant]).stat().st_size
                                                  / 2**20, 2)}
             for split in EVAL_SPLITS:
-                if label_names(data[split]) != trained.labels:
-                    raise PipelineError(f"{RAW_DIR}/{split}.parquet: labels "
-                                        f"{label_names(data[split])} differ from the model's "
-                                        f"{trained.labels}")
+                check_label_names(data[split], trained.labels, RAW_DIR / f"{split}.parquet")
                 predictions = classifier.predict(texts[split])
                 labels = np.asarray(data[split]["label"])
                 metrics[variant][split] = {
                     **split_scores(predictions.logits, labels),
                     "ece": round(expected_calibration_error(predictions.probabilities, labels),
                                  6),
-                    **parity(predictions, reference[split])}
+                    **prediction_parity(predictions.top(), predictions.probabilities,
+                                        reference[split].top(),
+                                        reference[split].probabilities)}
                 if split == "test":  # as evaluate reports the TensorFlow model's
                     metrics[variant]["min_prob"] = {"test": {
                         str(threshold): at_threshold(predictions.probabilities, labels,
@@ -94,13 +87,6 @@ def main() -> None:
         (folder / "README.md").write_text(render_runtime_card(metrics, VARIANT_FILES))
         metrics_out.write_text(json.dumps(metrics, indent=2) + "\n")
     print(json.dumps(metrics))
-
-
-def parity(predictions: Predictions, reference: Predictions) -> dict:
-    """Labels that differ from the reference's, and the largest probability difference."""
-    return {"label_mismatches": sum(a != b for a, b in zip(predictions.top(), reference.top())),
-            "max_probability_difference": float(
-                np.abs(predictions.probabilities - reference.probabilities).max())}
 
 
 if __name__ == "__main__":

@@ -1,11 +1,11 @@
 """Stage package: the model folder users get, calibrated and with its model card.
 
 Copies models/trained/ to models/emotion/ with the temperature that stage evaluate fitted on
-the validation split folded into the classifier layer (emotion.model_folder; 1.0 when
+the validation split folded into the classifier layer (emotion.packaging.model_folder; 1.0 when
 evaluate.temperature_scaling is off), and writes its README.md: a Hugging Face model card
 from metrics/evaluate.json, metrics/classification_report.json, metrics/train.json and the
-params (emotion.model_card). The folder is self-contained: copied or published, it predicts
-what the pipeline measured, with transformers' pipeline() too.
+params (emotion.packaging.model_card). The folder is self-contained: copied or published, it
+predicts what the pipeline measured, with transformers' pipeline() too.
 """
 
 from emotion.process import start_stage
@@ -13,30 +13,28 @@ from emotion.process import start_stage
 if __name__ == "__main__":  # before anything imports datasets
     start_stage()
 
-import json
 from pathlib import Path
 
-from emotion.errors import PipelineError, exit_on_error
-from emotion.files import MODEL_DIR, TRAINED_DIR, atomic_output
-from emotion.model_card import render
-from emotion.model_folder import copy_calibrated
+from emotion.errors import exit_on_error
+from emotion.files import atomic_output, read_json
+from emotion.packaging.model_card import render
+from emotion.packaging.model_folder import copy_calibrated
 from emotion.params import load_params, model_source
+from emotion.paths import (
+    CLASSIFICATION_REPORT,
+    EVALUATE_METRICS,
+    MODEL_DIR,
+    TRAIN_METRICS,
+    TRAINED_DIR,
+)
 
-METRICS = {"evaluate": "metrics/evaluate.json", "report": "metrics/classification_report.json",
-           "train_metrics": "metrics/train.json"}
-
-
-def read_json(path: str) -> dict:
-    try:
-        with open(path) as file:
-            return json.load(file)
-    except (OSError, ValueError) as error:
-        raise PipelineError(f"{path}: cannot read it ({error}): run `dvc repro`") from None
+METRICS = {"evaluate": EVALUATE_METRICS, "report": CLASSIFICATION_REPORT,
+           "train_metrics": TRAIN_METRICS}
 
 
 def main() -> None:
-    facts = {key: read_json(path) for key, path in METRICS.items()}
-    config = read_json(str(TRAINED_DIR / "config.json"))
+    facts = {key: read_json(path, "run `dvc repro`") for key, path in METRICS.items()}
+    config = read_json(TRAINED_DIR / "config.json", "run `dvc repro`")
     data = load_params("data")
     hub = not Path(data["dataset"]).is_dir()  # a local folder has no Hub config or revision
     facts.update(

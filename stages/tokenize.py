@@ -13,8 +13,9 @@ import time
 
 from emotion.data import encode, load_tokenizer, read_split
 from emotion.errors import PipelineError, exit_on_error
-from emotion.files import RAW_DIR, SPLITS, TOKENIZED_DIR, atomic_output
+from emotion.files import atomic_output
 from emotion.params import load_params, model_source, positive
+from emotion.paths import RAW_DIR, SPLITS, TOKENIZED_DIR
 
 
 def main() -> None:

@@ -4,10 +4,10 @@ The reference recipe (the defaults): a Dense softmax layer on BERT's pooled [CLS
 Adam at a constant train.learning_rate, sparse categorical cross-entropy, accuracy,
 train.epochs epochs, validation after each. Options: other heads (emotion.model),
 train.lr_schedule, train.precision, train.xla and train.distribution (emotion.training,
-emotion.distribution). Batches are length-bucketed (emotion.data.bucket_batches) and each
+emotion.training.distribution). Batches are length-bucketed (emotion.data.bucket_batches) and each
 bucket length gets its own static-shape training graph.
 
-Resumable (emotion.checkpoints): a rerun with the same params, data and code continues from
+Resumable (emotion.training.checkpoints): a rerun with the same params, data and code continues from
 the last completed epoch in models/.checkpoints/ and ends with the same weights as an
 uninterrupted run.
 
@@ -21,7 +21,7 @@ import json
 
 from emotion.errors import exit_on_error
 from emotion.process import start_tensorflow
-from emotion.train_settings import read_train_settings
+from emotion.training.settings import read_train_settings
 
 if __name__ == "__main__":  # the params first: a bad one fails before TensorFlow loads (~5 s)
     exit_on_error(read_train_settings)
@@ -31,15 +31,20 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from emotion.checkpoints import (
+from emotion.data import bucket_batches, label_names, load_tokenizer, read_split
+from emotion.files import atomic_outputs
+from emotion.logits import logits_function, predict_logits
+from emotion.metrics.scores import loss_and_accuracy
+from emotion.model import new_classifier, seed_everything
+from emotion.paths import HISTORY_FILE, TOKENIZED_DIR, TRAIN_METRICS, TRAINED_DIR
+from emotion.training.checkpoints import (
     best_epoch,
     best_weights_file,
     resume,
     run_fingerprint,
     save_checkpoint,
 )
-from emotion.data import bucket_batches, label_names, load_tokenizer, read_split
-from emotion.distribution import (
+from emotion.training.distribution import (
     broadcast_from_chief,
     describe,
     is_chief,
@@ -47,19 +52,13 @@ from emotion.distribution import (
     make_strategy,
     worker_deadline,
 )
-from emotion.files import TOKENIZED_DIR, TRAINED_DIR, atomic_outputs
-from emotion.inference import logits_function, loss_and_accuracy, predict_logits
-from emotion.model import new_classifier, seed_everything
-from emotion.training import (
+from emotion.training.step import (
     dropout_generators,
     make_train_step,
     new_optimizer,
     set_precision,
     train_epoch,
 )
-
-METRICS_FILE = "metrics/train.json"
-HISTORY_FILE = "plots/train/history.csv"
 
 
 def main() -> None:
@@ -125,17 +124,8 @@ def main() -> None:
             continue
         logits = predict_logits(forward, validation_ids, settings["eval_batch_size"],
                                 tokenizer.pad_token_id)
-        val_loss, val_accuracy = loss_and_accuracy(logits, validation_labels)
-        history.append({
-            "epoch": epoch + 1,
-            "loss": result["loss"],
-            "accuracy": result["accuracy"],
-            "val_loss": val_loss,
-            "val_accuracy": val_accuracy,
-            "train_seconds": round(result["seconds"], 1),
-            "examples_per_second": round(result["examples"] / result["seconds"], 2),
-            "mean_padded_length": round(result["tokens"] / result["examples"], 2),
-        })
+        history.append(epoch_record(epoch + 1, result,
+                                    *loss_and_accuracy(logits, validation_labels)))
         print(f"{label}: " + ", ".join(
             f"{key} {value:.4f}" if isinstance(value, float) else f"{key} {value}"
             for key, value in history[-1].items() if key != "epoch"), flush=True)
@@ -146,11 +136,34 @@ def main() -> None:
         return
     best = history[best_epoch(history) - 1]
     model.load_weights(str(best_weights_file(best["epoch"])))
+    save_outputs(model, tokenizer, history, best, settings,
+                 strategy.num_replicas_in_sync)
+    print(f"kept epoch {best['epoch']} (lowest validation loss {best['val_loss']:.4f})")
+
+
+def epoch_record(epoch: int, result: dict, val_loss: float, val_accuracy: float) -> dict:
+    """An epoch's row of the history (state.json, history.csv, metrics/train.json)."""
+    return {
+        "epoch": epoch,
+        "loss": result["loss"],
+        "accuracy": result["accuracy"],
+        "val_loss": val_loss,
+        "val_accuracy": val_accuracy,
+        "train_seconds": round(result["seconds"], 1),
+        "examples_per_second": round(result["examples"] / result["seconds"], 2),
+        "mean_padded_length": round(result["tokens"] / result["examples"], 2),
+    }
+
+
+def save_outputs(model, tokenizer, history: list[dict], best: dict, settings: dict,
+                 replicas: int) -> None:
+    """models/trained (the best epoch's weights), plots/train/history.csv and
+    metrics/train.json, moved into place together (or none, if anything fails)."""
+    distribution = settings["distribution"]
     # The model folder carries all that prediction needs: the head (config.json), the label
     # names (id2label) and the tokenizer, cutting at the max_length used in training.
     tokenizer.model_max_length = settings["max_length"]
-    # All three outputs are moved into place together (or none, if anything fails).
-    with atomic_outputs(TRAINED_DIR, HISTORY_FILE, METRICS_FILE) as (model_out, history_out,
+    with atomic_outputs(TRAINED_DIR, HISTORY_FILE, TRAIN_METRICS) as (model_out, history_out,
                                                                      metrics_out):
         model.save_pretrained(str(model_out))
         tokenizer.save_pretrained(str(model_out))
@@ -165,13 +178,12 @@ def main() -> None:
             "train": {"loss": round(best["loss"], 6), "accuracy": round(best["accuracy"], 6)},
             "precision": settings["precision"],
             **({} if distribution == "none" else {
-                "distribution": distribution, "replicas": strategy.num_replicas_in_sync}),
+                "distribution": distribution, "replicas": replicas}),
             **({"xla": True} if settings["xla"] else {}),
             "train_minutes": round(sum(row["train_seconds"] for row in history) / 60, 1),
             "examples_per_second": round(
                 float(np.mean([row["examples_per_second"] for row in history])), 1),
         }, indent=2) + "\n")
-    print(f"kept epoch {best['epoch']} (lowest validation loss {best['val_loss']:.4f})")
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
-"""Calibration's arithmetic (emotion.calibration), the threshold of emotion.predict, the model
-folder's temperature folding and the model card, on synthetic numbers (no DVC, no training:
+"""Calibration's arithmetic (emotion.metrics.calibration), the threshold of emotion.predict, the
+model folder's temperature folding and the model card, on synthetic numbers (no DVC, no training:
 make test-quick)."""
 
 import h5py
@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import yaml
 
-from emotion.calibration import (
+from emotion.errors import PipelineError
+from emotion.metrics.calibration import (
     TEMPERATURE_BOUNDS,
     at_threshold,
     cross_entropy,
@@ -17,9 +18,8 @@ from emotion.calibration import (
     reliability,
     risk_coverage,
 )
-from emotion.errors import PipelineError
-from emotion.model_card import render
-from emotion.model_folder import copy_calibrated, folded_temperature
+from emotion.packaging.model_card import render
+from emotion.packaging.model_folder import copy_calibrated, folded_temperature
 from emotion.predict import Predictions
 
 

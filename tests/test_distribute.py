@@ -43,6 +43,8 @@ from conftest import (
 )
 from seaweedfs import free_ports
 
+from emotion.process import STARTUP_NOISE
+
 EPOCHS = 3
 TOLERANCE = 1e-5
 TIMEOUT = 30  # EMOTION_WORKER_TIMEOUT of these runs, seconds
@@ -277,6 +279,8 @@ def test_a_port_in_use_ends_with_one_line(workspace):
     assert result.stderr.strip().splitlines()[-1].startswith(
         f"error: train.distribution multi_worker: cannot start this host's server at "
         f"127.0.0.1:{ports[0]} (TF_CONFIG task worker 0)"), result.stderr[-2000:]
+    # The stage process's stderr: the error, none of TensorFlow's start-up notices.
+    assert not [line for line in result.stderr.splitlines() if STARTUP_NOISE.search(line)]
 
 
 CLUSTER = {"cluster": {"worker": ["127.0.0.1:1", "127.0.0.1:2"]},

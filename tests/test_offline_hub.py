@@ -44,7 +44,7 @@ def test_download_stage_gets_the_real_dataset(project, offline_hub):
 def test_real_tokenizer_and_model_load_and_train_one_step(offline_hub):
     from emotion.data import bucket_batches, load_tokenizer
     from emotion.model import new_classifier, seed_everything
-    from emotion.training import make_train_step
+    from emotion.training.step import make_train_step
 
     seed_everything(0)
     tokenizer = load_tokenizer(CHECKPOINT, REVISION)
@@ -70,7 +70,7 @@ def test_in_graph_tokenizer_matches_transformers_on_every_real_text(offline_hub)
     from huggingface_hub import snapshot_download
 
     from emotion.data import encode, load_tokenizer
-    from emotion.serving import GraphTokenizer
+    from emotion.packaging.saved_model import GraphTokenizer
 
     tokenizer = load_tokenizer(CHECKPOINT, REVISION)
     graph = GraphTokenizer(tokenizer, 128)

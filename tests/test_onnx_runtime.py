@@ -1,5 +1,5 @@
-"""The ONNX runtime folder without DVC: a tiny classifier converted by emotion.onnx_export
-and run by emotion.onnx_runtime against the TensorFlow backend it came from (no stage, no
+"""The ONNX runtime folder without DVC: a tiny classifier converted by emotion.packaging.onnx_folder
+and run by emotion.prediction.onnx_backend against the TensorFlow backend it came from (no stage, no
 training: part of `make test-quick`)."""
 
 from pathlib import Path
@@ -15,7 +15,7 @@ def folders(assets, tmp_path_factory) -> dict[str, Path]:
     runtime folder."""
     from emotion.data import load_tokenizer
     from emotion.model import new_classifier
-    from emotion.onnx_export import write_runtime
+    from emotion.packaging.onnx_folder import write_runtime
     from emotion.tensorflow_backend import TensorFlowBackend
 
     root = tmp_path_factory.mktemp("onnx")

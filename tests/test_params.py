@@ -8,10 +8,10 @@ import pytest
 import yaml
 from conftest import ROOT
 
-from emotion.cluster import cluster_spec, worker_timeout
 from emotion.errors import PipelineError
 from emotion.params import load_params, one_of, param, positive
-from emotion.train_settings import read_train_settings
+from emotion.training.cluster import cluster_spec, worker_timeout
+from emotion.training.settings import read_train_settings
 
 
 def test_load_params_reads_one_section_and_yaml_1_2_floats(tmp_path):

@@ -110,7 +110,7 @@ def test_experiment_is_listed_restored_and_usable(experiment, dvc_repo):
         onnx = json.loads((root / "metrics/onnx.json").read_text())["float32"]["test"]
         assert onnx["label_mismatches"] == 0 and onnx["max_probability_difference"] < 1e-5
         # emotion-predict's defaults: the experiment's ONNX folder, checked against its model.
-        predicted = run_in_process("emotion.cli", root, ["i am so happy", "i am scared"])
+        predicted = run_in_process("emotion.prediction.cli", root, ["i am so happy", "i am scared"])
         assert predicted.returncode == 0, predicted.stderr
         assert [json.loads(line)["label"] in LABELS
                 for line in predicted.stdout.splitlines()] == [True, True]

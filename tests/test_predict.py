@@ -27,9 +27,11 @@ PREDICT = shutil.which("emotion-predict", path=str(Path(sys.executable).parent))
 def predict(*args: str, stdin: bytes | None = None, cwd: Path | None = None,
             process: bool = False) -> subprocess.CompletedProcess:
     """Run emotion-predict: as a user would (the installed console script) with process=True,
-    else `python -m emotion.cli` in this process. Output comes back as bytes either way."""
+    else `python -m emotion.prediction.cli` in this process. Output comes back as bytes either
+    way."""
     if not process:
-        result = run_in_process("emotion.cli", cwd or Path.cwd(), list(args), stdin=stdin)
+        result = run_in_process("emotion.prediction.cli", cwd or Path.cwd(), list(args),
+                                stdin=stdin)
         return subprocess.CompletedProcess(result.args, result.returncode,
                                            result.stdout.encode(), result.stderr.encode())
     assert PREDICT, "emotion-predict is not installed beside this Python (make setup)"
@@ -435,7 +437,7 @@ def test_emotion_predict_runs_on_onnx_without_tensorflow_or_transformers(dvc_rep
 def test_onnx_stage_measures_both_graphs_against_the_tensorflow_model(dvc_repo):
     import onnx
 
-    from emotion.calibration import expected_calibration_error
+    from emotion.metrics.calibration import expected_calibration_error
     from emotion.predict import TextClassifier
 
     root = dvc_repo[0]

@@ -108,7 +108,8 @@ def shared_digest(repo: Path) -> dict[str, str]:
 
 
 def predictions(repo: Path) -> str:
-    result = run_in_process("emotion.cli", repo, ["-f", "jsonl", "--no-progress", *TEXTS])
+    result = run_in_process("emotion.prediction.cli", repo,
+                            ["-f", "jsonl", "--no-progress", *TEXTS])
     assert result.returncode == 0, result.stderr[-2000:]
     return result.stdout
 

@@ -12,7 +12,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import h5py
@@ -27,7 +26,7 @@ from conftest import (
     write_params,
 )
 
-from emotion.checkpoints import KILL_POINTS, KILL_VARIABLE, best_epoch
+from emotion.training.checkpoints import KILL_POINTS, KILL_VARIABLE, best_epoch
 
 EPOCHS = 3
 
@@ -52,36 +51,31 @@ def run_ok(name: str, cwd, in_process: bool = False) -> str:
     return stage_ok(name, cwd, in_process)
 
 
-def kill_after_first_epoch(project, sig: int) -> None:
-    """Start the train stage and send `sig` once epoch 1's checkpoint is complete."""
-    state = project / "models/.checkpoints/state.json"
-    process = subprocess.Popen([sys.executable, "-m", "stages.train"], cwd=project,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 300
-    while process.poll() is None and time.monotonic() < deadline:
-        if state.exists() and len(json.loads(state.read_text())["history"]) >= 1:
-            os.kill(process.pid, sig)
-            break
-        time.sleep(0.05)
-    process.wait(timeout=60)
-    assert process.returncode != 0, "training finished before it could be interrupted"
+def killed_at(project: Path, point: str) -> subprocess.CompletedProcess:
+    """The train stage's process, SIGKILLed by the fault hook at `point` of epoch 2's
+    checkpoint save (checkpoints.KILL_POINTS): no handler, no atexit, nothing else runs."""
+    result = subprocess.run([sys.executable, "-m", "stages.train"], cwd=project,
+                            capture_output=True, text=True,
+                            env={**os.environ, KILL_VARIABLE: f"{point}@2"})
+    assert result.returncode == -signal.SIGKILL, result.stderr[-3000:]
+    return result
 
 
 # Everything a resume must carry at once: epochs of several batch shapes, the mean-pooling
-# head, a linear schedule's position (warm-up, then decay), mixed bfloat16. SIGKILL: the
-# process gets no chance to run anything (no handler, no atexit), the harshest way to stop.
+# head, a linear schedule's position (warm-up, then decay), mixed bfloat16.
 KILLED_PARAMS = {"epochs": EPOCHS, "bucket_lengths": BUCKETED, "pooling": "mean",
                  "lr_schedule": "linear", "warmup_ratio": 0.2, "precision": "mixed_bfloat16"}
 
 
 @pytest.fixture(scope="module")
 def killed(tokenized, assets, tmp_path_factory) -> Path:
-    """`tokenized` with KILLED_PARAMS, its train stage process SIGKILLed after epoch 1, once."""
+    """`tokenized` with KILLED_PARAMS, its train stage process SIGKILLed in the first window of
+    epoch 2's checkpoint save (its folder staged, not yet in place), once."""
     folder = copy_workspace(tokenized, tmp_path_factory.mktemp("killed") / "project")
     params = tiny_params(assets)
     params["train"].update(KILLED_PARAMS)
     write_params(folder, params)
-    kill_after_first_epoch(folder, signal.SIGKILL)
+    assert epochs_run(killed_at(folder, KILL_POINTS[0]).stdout) == 2
     assert not (folder / "models/trained").exists()
     return folder
 
@@ -99,21 +93,18 @@ def saved_state(project: Path) -> tuple[int, list[str]]:
 
 @pytest.mark.slow
 def test_killed_training_resumes_to_identical_weights(killed, tmp_path):
-    """Killed after epoch 1 (the `killed` run), then in each window of epoch 2's checkpoint
-    save (checkpoints.KILL_POINTS, a run each, SIGKILL from the fault hook): every run
-    resumes from the last complete save, and the last one ends with the bytes of an
-    uninterrupted run."""
+    """Killed in each window of epoch 2's checkpoint save (checkpoints.KILL_POINTS: the
+    `killed` run in the first, then a run in each of the others, SIGKILLed by the fault
+    hook): every run resumes from the last complete save, and the last one ends with the
+    bytes of an uninterrupted run."""
     reference = copy_workspace(killed, tmp_path / "reference")
     shutil.rmtree(reference / "models")
     run_ok("train", reference, in_process=True)  # uninterrupted
     project = copy_workspace(killed, tmp_path / "project")
 
-    left = {}
-    for point in KILL_POINTS:
-        result = subprocess.run([sys.executable, "-m", "stages.train"], cwd=project,
-                                capture_output=True, text=True,
-                                env={**os.environ, KILL_VARIABLE: f"{point}@2"})
-        assert result.returncode == -signal.SIGKILL, result.stderr[-3000:]
+    left = {KILL_POINTS[0]: saved_state(project)}
+    for point in KILL_POINTS[1:]:
+        result = killed_at(project, point)
         assert "resuming after epoch 1 " in result.stdout and epochs_run(result.stdout) == 1
         left[point] = saved_state(project)
     assert left == {  # the old state until state.json is replaced, whatever else is there
@@ -211,7 +202,7 @@ def test_more_epochs_restart_a_linear_schedule(project, assets):
 
 def double_the_loss(project) -> None:
     """A semantic change to the training code (the loss it optimises is doubled)."""
-    training = project / "emotion/training.py"
+    training = project / "emotion/training/step.py"
     code = training.read_text()
     assert "loss = loss_fn(labels, logits, " in code
     training.write_text(code.replace("loss = loss_fn(labels, logits, ",

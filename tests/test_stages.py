@@ -146,7 +146,7 @@ def test_train_evaluate_package_learn_calibrate_and_write_every_output(project, 
     # package: the trained model with the temperature folded into its head, and a model card.
     import h5py
 
-    from emotion.model_folder import head_datasets
+    from emotion.packaging.model_folder import head_datasets
 
     trained, published = project / "models/trained", project / "models/emotion"
     head = head_datasets(trained / "tf_model.h5")
@@ -177,7 +177,7 @@ def test_train_evaluate_package_learn_calibrate_and_write_every_output(project, 
                         torch_dtype=None)
     texts = list(raw_test["text"][:16])
     scored = classify(texts, truncation=True, top_k=None)
-    from emotion.calibration import probabilities
+    from emotion.metrics.calibration import probabilities
     from emotion.predict import TextClassifier
 
     logits = TextClassifier(trained, "tensorflow").predict(texts).logits
@@ -297,7 +297,7 @@ def test_mean_pooling_ignores_padding_and_loads_the_pretrained_encoder(assets):
 
 
 def test_linear_schedule_warms_up_then_decays_to_zero():
-    from emotion.training import learning_rate
+    from emotion.training.step import learning_rate
 
     settings = {"learning_rate": 1e-3, "epochs": 2, "lr_schedule": "linear",
                 "warmup_ratio": 0.25}

@@ -33,6 +33,7 @@ import vl_convert
 
 from emotion.errors import PipelineError, exit_on_error, first_line
 from emotion.files import user_folder, user_folder_output
+from emotion.paths import TEST_PREDICTIONS
 from tools import remote
 from tools.commands import dvc, git
 from tools.compare import compare, markdown, read_predictions, why_not_comparable
@@ -45,7 +46,6 @@ VEGA_SCRIPTS = ("vega/build/vega.min.js", "vega-lite/build/vega-lite.min.js",
                 "vega-embed/build/vega-embed.min.js")
 NO_CHANGES = "No metric changed: the workspace's metrics equal those of"
 STALE = "Stale results: run `dvc repro` and commit `dvc.lock`, `metrics/`, `plots/`."
-PREDICTIONS = "plots/evaluate/confusion_test.csv"
 # Left in every report folder: --out replaces an existing folder only if it holds this.
 REPORT_MARKER = ".review-report"
 # Statuses of `dvc status` that mean "not on this machine", not "changed".
@@ -118,12 +118,12 @@ def _experiment_refs(name: str) -> list[str]:
 def paired_section(base: str) -> list[str]:
     """Markdown of the paired test of BASE's and the workspace's test-set predictions."""
     lines = ["## Is the change real? (test split, paired)", ""]
-    new_path = Path(PREDICTIONS)
-    base_csv = subprocess.run(["git", "show", f"{commit_of(base)}:{PREDICTIONS}"], text=True,
+    new_path = TEST_PREDICTIONS
+    base_csv = subprocess.run(["git", "show", f"{commit_of(base)}:{TEST_PREDICTIONS}"], text=True,
                               capture_output=True)
     if not new_path.exists() or base_csv.returncode != 0:
         side = "the workspace" if not new_path.exists() else f"`{base}`"
-        return lines + [f"Not compared: {side} has no `{PREDICTIONS}`.", ""]
+        return lines + [f"Not compared: {side} has no `{TEST_PREDICTIONS}`.", ""]
     old, new = read_predictions(base_csv.stdout), read_predictions(new_path.read_text())
     problem = why_not_comparable(old, new)
     if problem:

@@ -13,7 +13,7 @@ LR_SCHEDULES = ("constant", "linear")
 # and loss stay float32. mixed_float16 adds dynamic loss scaling and is for NVIDIA GPUs.
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 # none: one device; mirrored: the local devices; multi_worker: the hosts of TF_CONFIG
-# (emotion.distribution).
+# (emotion.training.distribution).
 DISTRIBUTIONS = ("none", "mirrored", "multi_worker")
 
 

@@ -1,5 +1,5 @@
 """The light prediction backend: a trained model's ONNX runtime folder (written by the onnx
-stage, emotion.onnx_export) run with onnxruntime and the `tokenizers` library. It imports
+stage, emotion.packaging.onnx_folder) run with onnxruntime and the `tokenizers` library. It imports
 neither TensorFlow nor transformers, so it starts in a fraction of a second and installs
 without the training stack (requirements-predict.txt).
 
@@ -16,13 +16,12 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from emotion.errors import PipelineError, first_line
+from emotion.files import read_json
 
-DEFAULT_FOLDER = Path("models/onnx")
 RUNTIME_FILE = "runtime.json"
 VARIANT_FILES = {"float32": "model.onnx", "int8": "model.int8.onnx"}
 SETTINGS = ("labels", "max_length", "pad_id", "truncation_side", "default")
@@ -49,7 +48,7 @@ def read_settings(folder: Path) -> dict:
 class OnnxBackend:
     """Token ids and logits of raw text from an ONNX runtime folder."""
 
-    def __init__(self, folder: str | Path, batch_size: int = 64, variant: str | None = None,
+    def __init__(self, folder: str | Path, batch_size: int, variant: str | None = None,
                  threads: int = 0):
         """variant: float32 or int8 (None: the folder's default); threads: onnxruntime's
         intra-op threads (0: one per physical core)."""
@@ -119,11 +118,12 @@ class OnnxBackend:
     def check_against(self, model_folder: Path) -> None:
         """A PipelineError naming the file if this runtime folder's labels, max_length or
         vocabulary differ from the trained model folder's (a stale runtime folder)."""
-        id2label = read_json(model_folder / "config.json").get("id2label", {})
+        id2label = read_json(model_folder / "config.json", REBUILD).get("id2label", {})
         labels = [id2label.get(str(i)) for i in range(len(id2label))]
-        max_length = read_json(model_folder / "tokenizer_config.json").get("model_max_length")
+        max_length = read_json(model_folder / "tokenizer_config.json", REBUILD).get(
+            "model_max_length")
         vocabulary, trained_vocabulary = (
-            read_json(folder / "tokenizer.json").get("model", {}).get("vocab")
+            read_json(folder / "tokenizer.json", REBUILD).get("model", {}).get("vocab")
             for folder in (self.folder, model_folder))
         for what, file, ours, trained in (
                 ("labels", RUNTIME_FILE, self.labels, labels),
@@ -132,10 +132,3 @@ class OnnxBackend:
             if ours != trained:
                 raise PipelineError(f"{self.folder / file}: its {what} differs from the trained "
                                     f"model's in {model_folder} (stale): {REBUILD}")
-
-
-def read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError, UnicodeDecodeError) as error:
-        raise PipelineError(f"{path}: cannot read ({first_line(error)}): {REBUILD}") from None

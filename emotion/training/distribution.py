@@ -12,7 +12,7 @@ takes its slice of each one (see emotion.training). Two environment variables, n
   `multi_worker`: how tests and docs try several devices on a machine without GPUs;
 - EMOTION_WORKER_TIMEOUT (seconds, default 300): how long a multi_worker run waits for the
   other hosts to start, and for any one collective operation, before it ends with an error
-  (see emotion.cluster).
+  (see emotion.training.cluster).
 """
 
 from __future__ import annotations
@@ -25,13 +25,13 @@ from typing import Any
 
 import tensorflow as tf
 
-from emotion.cluster import (
+from emotion.errors import PipelineError, first_line
+from emotion.training.cluster import (
     cluster_spec,
     start_deadline,
     stop_deadline,
     worker_timeout,
 )
-from emotion.errors import PipelineError, first_line
 
 CPU_DEVICES_VARIABLE = "EMOTION_CPU_DEVICES"
 # What a collective operation raises when a peer has died, hangs or cannot be reached.
@@ -105,7 +105,7 @@ def describe(strategy: tf.distribute.Strategy, distribution: str) -> str:
 def worker_deadline(distribution: str) -> Iterator[None]:
     """For multi_worker: the block (connecting to every host, the first collective
     operations) must end within the worker timeout, or a watchdog process ends this one with
-    a one-line error (see emotion.cluster; nothing is written by then)."""
+    a one-line error (see emotion.training.cluster; nothing is written by then)."""
     if distribution != "multi_worker":
         yield
         return

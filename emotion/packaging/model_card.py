@@ -50,21 +50,24 @@ def metadata(facts: dict[str, Any]) -> dict[str, Any]:
 
 def render(facts: dict[str, Any]) -> str:
     """The whole card. `facts`: name, checkpoint, checkpoint_revision, dataset,
-    dataset_config, dataset_revision, labels, train (the train params), train_metrics,
-    evaluate (metrics/evaluate.json), report (metrics/classification_report.json)."""
+    dataset_config, dataset_revision, labels, max_length, train (the train params),
+    train_metrics, evaluate (metrics/evaluate.json), report
+    (metrics/classification_report.json)."""
     evaluation, report = facts["evaluate"], facts["report"]["test"]
-    test, calibration = evaluation["test"], evaluation["calibration"]
-    raw = evaluation["uncalibrated"]["test"]
+    return "\n".join([*_header(facts), *_use(facts["train"]),
+                      *_evaluation(evaluation["test"], report, facts["labels"]),
+                      *_calibration(evaluation), *_training(facts["train_metrics"], facts["train"]),
+                      *_limits(facts, report)])
+
+
+def _header(facts: dict[str, Any]) -> list[str]:
     labels = facts["labels"]
-    train, train_metrics = facts["train"], facts["train_metrics"]
-    weak = [label for label in labels if report[label]["f1-score"] < WEAK_CLASS_F1]
     revision = facts.get("checkpoint_revision")
     base = f"`{facts['checkpoint']}`" + (f" (revision `{revision}`)" if revision else "")
     dataset = f"`{facts['dataset']}`" + (
         f" (config `{facts['dataset_config']}`, revision `{facts['dataset_revision']}`)"
         if facts.get("dataset_revision") else "")
-    temperature = calibration["temperature"]
-    lines = [
+    return [
         "---",
         yaml.safe_dump(metadata(facts), sort_keys=False, allow_unicode=True).rstrip(),
         "---",
@@ -77,6 +80,11 @@ def render(facts: dict[str, Any]) -> str:
         "",
         f"Labels: {', '.join(f'`{label}`' for label in labels)}.",
         "",
+    ]
+
+
+def _use(train: dict[str, Any]) -> list[str]:
+    return [
         "## Use",
         "",
         "```python",
@@ -95,6 +103,11 @@ def render(facts: dict[str, Any]) -> str:
            "The head is on mean-pooled token states (`pooling: mean`): load it with "
            "`emotion.predict.TextClassifier`; pipeline() would build a [CLS] head."),
         "",
+    ]
+
+
+def _evaluation(test: dict[str, Any], report: dict[str, Any], labels: list[str]) -> list[str]:
+    return [
         "## Evaluation (test split)",
         "",
         "| accuracy | macro F1 | weighted F1 | cross-entropy | ECE |",
@@ -108,6 +121,14 @@ def render(facts: dict[str, Any]) -> str:
           f"| {report[label]['f1-score']:.4f} | {int(report[label]['support'])} |"
           for label in labels],
         "",
+    ]
+
+
+def _calibration(evaluation: dict[str, Any]) -> list[str]:
+    test, calibration = evaluation["test"], evaluation["calibration"]
+    raw = evaluation["uncalibrated"]["test"]
+    temperature = calibration["temperature"]
+    return [
         "## Calibration",
         "",
         (f"The probabilities are temperature-scaled: the logits are divided by T = "
@@ -133,6 +154,11 @@ def render(facts: dict[str, Any]) -> str:
           + (f"{row['accuracy']:.4f} |" if "accuracy" in row else "- |")
           for threshold, row in evaluation["min_prob"]["test"].items()],
         "",
+    ]
+
+
+def _training(train_metrics: dict[str, Any], train: dict[str, Any]) -> list[str]:
+    return [
         "## Training",
         "",
         f"Best epoch {train_metrics['best_epoch']} of {train_metrics['epochs']} by validation "
@@ -142,6 +168,13 @@ def render(facts: dict[str, Any]) -> str:
         "|---|---|",
         *[f"| train.{key} | {value} |" for key, value in train.items()],
         "",
+    ]
+
+
+def _limits(facts: dict[str, Any], report: dict[str, Any]) -> list[str]:
+    labels = facts["labels"]
+    weak = [label for label in labels if report[label]["f1-score"] < WEAK_CLASS_F1]
+    return [
         "## Intended use and limits",
         "",
         f"- For English tweet-like short texts, one of the {len(labels)} labels above per text. "
@@ -157,7 +190,6 @@ def render(facts: dict[str, Any]) -> str:
         "they can be over-confident again.",
         "",
     ]
-    return "\n".join(lines)
 
 
 def render_runtime_card(metrics: dict[str, Any], files: dict[str, str]) -> str:

@@ -29,8 +29,9 @@ from typing import Any
 import yaml
 
 from emotion.errors import PipelineError, first_line
-from emotion.files import CHECKPOINT_DIR, atomic_output, remove_dead_staging
+from emotion.files import atomic_output, remove_dead_staging
 from emotion.model import checkpoint_identity
+from emotion.paths import CHECKPOINT_DIR
 
 # The libraries whose numerics the weights depend on (part of the run fingerprint).
 FRAMEWORKS = ("tensorflow", "tf-keras", "transformers")
@@ -53,7 +54,8 @@ def run_fingerprint(settings: dict) -> str:
     relevant["versions"] = {name: version(name) for name in FRAMEWORKS}
     digest = hashlib.sha256(json.dumps(relevant, sort_keys=True).encode())
     for path in train_dependencies():
-        files = [path] if path.is_file() else sorted(f for f in path.rglob("*") if f.is_file())
+        files = [path] if path.is_file() else sorted(  # as DVC hashes a folder dep
+            f for f in path.rglob("*") if f.is_file() and "__pycache__" not in f.parts)
         for file in files:
             digest.update(str(file).encode() + b"\0" + file.read_bytes())
     return digest.hexdigest()

@@ -27,10 +27,10 @@ from pathlib import Path
 from typing import IO, TextIO
 
 from emotion.errors import PipelineError, first_line
-from emotion.files import MODEL_DIR, user_file_output
-from emotion.onnx_runtime import DEFAULT_FOLDER as ONNX_DIR
-from emotion.onnx_runtime import VARIANT_FILES
-from emotion.predict import BACKENDS, TextClassifier
+from emotion.files import user_file_output
+from emotion.paths import MODEL_DIR, ONNX_DIR
+from emotion.prediction.classifier import BACKENDS, DEFAULT_BATCH_SIZE, TextClassifier
+from emotion.prediction.onnx_backend import VARIANT_FILES
 from emotion.process import start_tensorflow
 
 INPUT_FORMATS = {".txt": "txt", ".csv": "csv", ".jsonl": "jsonl", ".json": "json",
@@ -71,8 +71,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--variant", choices=tuple(VARIANT_FILES),
                         help="with the onnx backend: the float32 or int8 graph; default: the "
                         "folder's (int8 where the onnx stage measured it as accurate)")
-    parser.add_argument("-b", "--batch-size", type=int, default=64,
-                        help="texts per forward pass; default: 64")
+    parser.add_argument("-b", "--batch-size", type=int, default=DEFAULT_BATCH_SIZE,
+                        help=f"texts per forward pass; default: {DEFAULT_BATCH_SIZE}")
     parser.add_argument("--min-prob", type=float, metavar="P",
                         help="a null label (scores still given) for texts whose top "
                         "probability is below P, counted on stderr; the model card gives the "

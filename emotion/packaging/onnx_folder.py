@@ -1,7 +1,7 @@
 """The ONNX runtime folder of a trained model: the classifier converted to ONNX with tf2onnx
 (float32), a dynamically quantized int8 copy (onnxruntime.quantization), and what
-emotion.onnx_runtime needs to label raw text without TensorFlow (tokenizer.json, labels,
-max_length; see emotion.onnx_runtime for the folder's layout).
+emotion.prediction.onnx_backend needs to label raw text without TensorFlow (tokenizer.json, labels,
+max_length; see emotion.prediction.onnx_backend for the folder's layout).
 
 Converting needs TensorFlow; running the result does not.
 """
@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from emotion.errors import PipelineError, first_line
-from emotion.onnx_runtime import RUNTIME_FILE, VARIANT_FILES
+from emotion.prediction.onnx_backend import RUNTIME_FILE, VARIANT_FILES
 
 if TYPE_CHECKING:
     from emotion.tensorflow_backend import TensorFlowBackend

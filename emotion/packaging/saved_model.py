@@ -17,7 +17,7 @@ import tensorflow as tf
 import tensorflow_text as tf_text
 
 from emotion.errors import PipelineError
-from emotion.predict import TextClassifier
+from emotion.prediction.classifier import TextClassifier
 
 # transformers' BertNormalizer, step by step, since FastBertTokenizer's own normalisation
 # differs (it case-folds with compatibility mappings: "ß" -> "ss", "ﬁ" -> "fi", "½" -> "1⁄2"):

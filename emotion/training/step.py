@@ -1,6 +1,6 @@
 """Training: the precision, the learning-rate schedule, the optimizer, the optimisation step with
 one static-shape graph per sequence length, one epoch of steps, and the dropout RNG state that
-checkpoints must carry. The train params are read and checked by emotion.train_settings."""
+checkpoints must carry. The train params are read and checked by emotion.training.settings."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ import tensorflow as tf
 import tf_keras
 from transformers import WarmUp
 
-from emotion.distribution import LOST_PEER_ERRORS, lost_peer
 from emotion.errors import PipelineError
 from emotion.hardware import has_bfloat16_units
+from emotion.training.distribution import LOST_PEER_ERRORS, lost_peer
 
 
 def set_precision(precision: str) -> str | None:

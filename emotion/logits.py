@@ -1,4 +1,5 @@
-"""Inference on token ids: a model's logits in input order, and their loss and accuracy."""
+"""A TensorFlow classifier's logits of token ids, in input order, from length-sorted batches
+(the train stage's validation, and the TensorFlow prediction backend)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,6 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
-from scipy.special import log_softmax
 
 from emotion.data import sorted_batches
 
@@ -32,9 +32,3 @@ def predict_logits(forward: Callable, input_ids: Sequence[Sequence[int]], batch_
     logits[order] = sorted_logits
     return logits
 
-
-def loss_and_accuracy(logits: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
-    """Mean cross-entropy of softmax(logits) against integer labels, and accuracy."""
-    log_probabilities = log_softmax(logits.astype(np.float64), axis=1)
-    loss = -log_probabilities[np.arange(len(labels)), labels].mean()
-    return float(loss), float((logits.argmax(axis=1) == labels).mean())

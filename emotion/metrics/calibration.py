@@ -23,7 +23,7 @@ import numpy as np
 from scipy.optimize import minimize_scalar
 from scipy.special import softmax
 
-from emotion.inference import loss_and_accuracy
+from emotion.metrics.scores import loss_and_accuracy
 
 TEMPERATURE_BOUNDS = (0.05, 20.0)
 ECE_BINS = 15

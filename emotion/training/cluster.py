@@ -2,8 +2,8 @@
 
 TensorFlow waits for a missing host forever, inside a C++ call that holds Python's GIL, so no
 thread of the waiting process can end the wait. The deadline is kept by a small watchdog
-process instead (`python -m emotion.cluster SECONDS`, started by start_deadline): unless the
-training process reports in time, it prints a one-line error naming the hosts that do not
+process instead (`python -m emotion.training.cluster SECONDS`, started by start_deadline):
+unless the training process reports in time, it prints a one-line error naming the hosts that do not
 answer and kills it. This module does not import TensorFlow (the watchdog starts fast).
 """
 
@@ -59,7 +59,7 @@ def worker_timeout() -> float:
 
 def start_deadline(seconds: float) -> subprocess.Popen:
     """Start the watchdog of this process; `stop_deadline` it once every host has joined."""
-    return subprocess.Popen([sys.executable, "-m", "emotion.cluster", str(seconds)],
+    return subprocess.Popen([sys.executable, "-m", "emotion.training.cluster", str(seconds)],
                             stdin=subprocess.PIPE)
 
 
