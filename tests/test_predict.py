@@ -472,7 +472,7 @@ def test_onnx_stage_measures_both_graphs_against_the_tensorflow_model(dvc_repo):
     for threshold, figures in evaluate["min_prob"]["test"].items():  # TF's, within one text
         # of a top probability that parity (< 1e-5) could move across the threshold
         assert metrics["float32"]["min_prob"]["test"][threshold]["coverage"] == pytest.approx(
-            figures["coverage"], abs=1 / len(pd.read_parquet(root / "data/raw/test.parquet")))
+            figures["coverage"], abs=1 / len(test))
     for variant in ("float32", "int8"):
         scores = TextClassifier(root / "models/onnx", variant=variant).predict(
             list(test["text"])).probabilities
