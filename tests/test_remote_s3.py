@@ -153,6 +153,24 @@ def test_push_from_one_clone_and_pull_into_another(dvc_repo, s3, tmp_path):
     assert "in sync" in remote(b, "status", env=s3.credentials).stdout
     assert predictions(b) == predictions(a)
 
+    # The ONNX runtime folder as a versioned artifact (dvc.yaml's `artifacts:`; GTO, which
+    # DVC brings, registers v0.0.1 and promotes it to prod as git tags). From an empty folder,
+    # no clone: fetched by name and version from the remote, it labels text as the project's
+    # own does.
+    sh(a, "gto", "register", "emotion-onnx")
+    sh(a, "gto", "promote", "emotion-onnx", "--stage", "prod")
+    assert {"emotion-onnx@v0.0.1", "emotion-onnx#prod#1"} <= set(sh(a, "git", "tag").split())
+    consumer = tmp_path / "consumer"
+    consumer.mkdir()
+    dvc(consumer, "artifacts", "get", str(a), "emotion-onnx", "--rev", "v0.0.1", "-o", "model",
+        env=s3.credentials)
+    assert digest(consumer / "model", root=consumer / "model") == digest(
+        a / "models/onnx", root=a / "models/onnx")
+    result = run_in_process("emotion.prediction.cli", consumer,
+                            ["--model", "model", "-f", "jsonl", "--no-progress", *TEXTS])
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout == predictions(a)
+
 
 def test_remote_problems_are_one_line_and_change_nothing(dvc_repo, s3, tmp_path):
     source, _ = dvc_repo
