@@ -11,13 +11,13 @@ and metrics, so a rerun that changes a metric fails until the text follows.
 from __future__ import annotations
 
 import argparse
-import json
 import re
+import textwrap
 from collections.abc import Callable
 from pathlib import Path
 
 from emotion.errors import PipelineError, exit_on_error
-from emotion.files import atomic_output
+from emotion.files import atomic_output, read_json
 
 README = Path("README.md")
 METRICS = Path("metrics")
@@ -27,14 +27,8 @@ REFERENCE = {"accuracy": 0.9220, "loss": 0.2231}
 
 def read_metrics(folder: Path) -> dict[str, dict]:
     """metrics/<name>.json by name; a missing or damaged file is a PipelineError naming it."""
-    metrics = {}
-    for name in ("train", "evaluate", "export", "onnx"):
-        path = folder / f"{name}.json"
-        try:
-            metrics[name] = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as error:
-            raise PipelineError(f"{path}: cannot read ({error})") from None
-    return metrics
+    return {name: read_json(folder / f"{name}.json", "run dvc repro first")
+            for name in ("train", "evaluate", "export", "onnx")}
 
 
 def percent(value: float) -> str:
@@ -121,11 +115,15 @@ BLOCKS: dict[str, Callable[[dict[str, dict]], str]] = {
     "results": results, "onnx": onnx, "export": export}
 
 
+def block_pattern(name: str) -> re.Pattern:
+    """A block of README.md between its markers: groups 1 and 3 the markers, 2 the text."""
+    return re.compile(rf"(<!-- metrics:{name} -->\n)(.*?)(\n<!-- /metrics:{name} -->)", re.S)
+
+
 def render(readme: str, metrics: dict[str, dict]) -> str:
     """readme with every block generated anew."""
     for name, block in BLOCKS.items():
-        pattern = re.compile(rf"(<!-- metrics:{name} -->\n).*?(\n<!-- /metrics:{name} -->)",
-                             re.S)
+        pattern = block_pattern(name)
         if not pattern.search(readme):
             raise PipelineError(f"{README}: no <!-- metrics:{name} --> ... "
                                 f"<!-- /metrics:{name} --> block")
@@ -134,23 +132,15 @@ def render(readme: str, metrics: dict[str, dict]) -> str:
         except KeyError as error:
             raise PipelineError(f"metrics/*.json: no {error} for the {name} paragraph (run "
                                 "dvc repro first)") from None
-        readme = pattern.sub(lambda match, t=text: match[1] + t + match[2], readme)
+        readme = pattern.sub(lambda match, t=text: match[1] + t + match[3], readme)
     return readme
 
 
 def wrap(text: str, width: int = 95) -> str:
-    """Paragraphs wrapped at `width` characters (words never split)."""
-    lines = []
-    for paragraph in text.split("\n\n"):
-        line = ""
-        for word in paragraph.split():
-            if line and len(line) + 1 + len(word) > width:
-                lines.append(line)
-                line = word
-            else:
-                line = f"{line} {word}" if line else word
-        lines += [line, ""]
-    return "\n".join(lines[:-1])
+    """Paragraphs wrapped at `width` characters (words and hyphenated names never split)."""
+    return "\n\n".join(textwrap.fill(paragraph, width, break_long_words=False,
+                                       break_on_hyphens=False)
+                         for paragraph in text.split("\n\n"))
 
 
 def main() -> None:
@@ -175,9 +165,8 @@ def main() -> None:
 
 
 def block_text(readme: str, name: str) -> str:
-    match = re.search(rf"<!-- metrics:{name} -->\n(.*?)\n<!-- /metrics:{name} -->", readme,
-                      re.S)
-    return match[1] if match else ""
+    match = block_pattern(name).search(readme)
+    return match[2] if match else ""
 
 
 if __name__ == "__main__":

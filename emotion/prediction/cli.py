@@ -134,7 +134,7 @@ def read_jsonl(stream: IO[bytes], name: str, column: str, errors: str) -> Iterat
         yield record_text(record, column, where)
 
 
-def read_json(stream: IO[bytes], name: str, column: str, errors: str) -> Iterator[str]:
+def read_json_array(stream: IO[bytes], name: str, column: str, errors: str) -> Iterator[str]:
     """Each item of a JSON array: a text, or an object's `column` key."""
     text = decode(stream.read().removeprefix(codecs.BOM_UTF8), name, errors)
     try:
@@ -225,7 +225,7 @@ def read_texts(args: argparse.Namespace) -> Iterator[str]:
         elif kind == "jsonl":
             yield from read_jsonl(stream, str(path), args.text_column, args.errors)
         elif kind == "json":
-            yield from read_json(stream, str(path), args.text_column, args.errors)
+            yield from read_json_array(stream, str(path), args.text_column, args.errors)
         else:
             yield from read_csv(stream, str(path), args.text_column, args.errors)
 

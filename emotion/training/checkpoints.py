@@ -4,10 +4,10 @@ weights.
 
 After epoch N, save_checkpoint writes a new folder epoch-N/ (model, optimizer and dropout
 RNG state; and the model's weights if N is the best epoch so far), moved into place whole;
-then replaces state.json, which names the last and the best epoch's folders and holds the
-history and the run fingerprint; then deletes every folder state.json does not name.
-state.json is the one switch: a kill at any instant leaves it naming complete folders of one
-consistent epoch (the staging folder or a newer epoch-N/ of an interrupted save are ignored,
+then replaces state.json, the history and the run fingerprint (the history gives the last
+and the best epoch, so the folders to resume from); then deletes the other epoch folders.
+state.json is the one switch: a kill at any instant leaves it pointing at complete folders of
+one consistent epoch (the staging folder or a newer epoch-N/ of an interrupted save are ignored,
 and replaced or cleared later). Only the last epoch's optimizer state is kept. A rerun with
 the same fingerprint continues from the last completed epoch and ends with the same weights
 as an uninterrupted run; anything else starts afresh. The folder is scratch space, ignored
