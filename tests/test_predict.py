@@ -458,10 +458,21 @@ def test_onnx_stage_measures_both_graphs_against_the_tensorflow_model(dvc_repo):
     expected = "int8" if round(drop, 6) <= 0.002 else "float32"
     settings = json.loads((root / "models/onnx/runtime.json").read_text())
     assert metrics["default"] == settings["default"] == expected
-    # The int8 graph computes with integer matmuls on 8-bit weights, and is smaller.
+    # The int8 graph computes with 8-bit weights, and is smaller; both run fused kernels,
+    # as the stage counted them; and a text's scores do not move when it runs alone.
     graph = onnx.load(str(root / "models/onnx/model.int8.onnx"))
-    assert "MatMulInteger" in {node.op_type for node in graph.graph.node}
+    assert "MatMulNBits" in {node.op_type for node in graph.graph.node}
     assert metrics["int8"]["size_mb"] < metrics["float32"]["size_mb"]
+    assert metrics["int8"]["operators"]["MatMulNBits"] > 0
+    for variant in ("float32", "int8"):
+        assert metrics[variant]["operators"]["Attention"] > 0
+        moved = metrics[variant]["batch_independence"]["test"]
+        assert moved["label_mismatches"] == 0 and moved["max_probability_difference"] <= 1e-6
+    flips = sum(a != b for a, b in zip(*(
+        TextClassifier(root / "models/onnx", variant=variant).predict(
+            list(pd.read_parquet(root / "data/raw/validation.parquet")["text"])).top()
+        for variant in ("int8", "float32"))))
+    assert metrics["int8_vs_float32"]["validation"]["label_mismatches"] == flips
     # What the stage measured is what each graph gives from Python: accuracy, calibration
     # and what --min-prob keeps, at evaluate's thresholds (float32's equal evaluate's).
     test = pd.read_parquet(root / "data/raw/test.parquet")

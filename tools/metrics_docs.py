@@ -79,6 +79,8 @@ def onnx(m: dict[str, dict]) -> str:
     texts = metrics["token_parity"]["texts"]
     tests = m["export"]["prediction_parity"]["texts"]  # the test split's size
     drop = float32["validation"]["accuracy"] - int8["validation"]["accuracy"]
+    batch_moves = [graph["batch_independence"]["test"]["max_probability_difference"]
+                   for graph in (float32, int8)]
     return (
         f"**Which graph, and what it costs** (`metrics/onnx.json`, measured by the `onnx` "
         f"stage on every run against the TF model): the float32 graph's test labels differ "
@@ -86,8 +88,10 @@ def onnx(m: dict[str, dict]) -> str:
         f"probability difference {float32['test']['max_probability_difference']:.1e}), its "
         f"tokenizer's ids on {metrics['token_parity']['mismatches']} of {texts:,}. The int8 "
         f"graph ({int8['size_mb']:.0f} MB instead of "
-        f"{float32['size_mb']:.0f}; {metrics['int8_weight_type']} weights, "
-        f"a scale per {'output channel' if metrics['int8_per_channel'] else 'tensor'}) "
+        f"{float32['size_mb']:.0f}; 8-bit weights, a scale per block of "
+        f"{metrics['int8_block_size']}; "
+        f"{metrics['int8_vs_float32']['validation']['label_mismatches']} validation labels "
+        f"differ from float32's) "
         f"{'loses' if drop > 0 else 'gains'} {100 * abs(drop):.2f} points of validation "
         f"accuracy against float32 "
         f"({int8['validation']['accuracy']:.4f} vs {float32['validation']['accuracy']:.4f}), "
@@ -97,8 +101,13 @@ def onnx(m: dict[str, dict]) -> str:
         f"{int8['test']['ece']:.4f} vs {float32['test']['ece']:.4f}; "
         f"{int8['test']['label_mismatches']} of {tests:,} test labels differ from TF's, and "
         f"int8's probabilities differ from TF's by "
-        f"up to {int8['test']['max_probability_difference']:.2f}. `--variant` picks the other "
-        f"graph; `models/onnx/README.md` has each graph's `--min-prob` figures.")
+        f"up to {int8['test']['max_probability_difference']:.2f}. Both graphs run fused "
+        f"kernels ({float32['operators']['Attention']} Attention, "
+        f"{float32['operators']['SkipLayerNormalization']} SkipLayerNormalization) and batch: "
+        f"a test text's probabilities alone and in a batch differ by at most "
+        f"{max(batch_moves):.1g}. "
+        f"`--variant` picks the other graph; `models/onnx/README.md` has each graph's "
+        f"`--min-prob` figures.")
 
 
 def export(m: dict[str, dict]) -> str:

@@ -4,11 +4,12 @@ neither TensorFlow nor transformers, so it starts in a fraction of a second and 
 without the training stack (requirements-predict.txt).
 
 The folder (models/onnx by default):
-- model.onnx, model.int8.onnx: the classifier as float32 and dynamically quantized int8 graphs
-  (input_ids, attention_mask: int32 [batch, length] -> logits: float32 [batch, labels]);
+- model.onnx, model.int8.onnx: the classifier as a fused float32 graph and its copy with 8-bit
+  block-quantized weights (input_ids, attention_mask: int32 [batch, length] -> logits:
+  float32 [batch, labels]); in both, a text's scores do not depend on its batch;
 - tokenizer.json: the trained model's own tokenizer (the one training encoded with);
-- runtime.json: label names, max_length, the padding id, the truncation side, the int8 weight
-  type and the default variant (int8 where the onnx stage measured it as accurate as float32).
+- runtime.json: label names, max_length, the padding id, the truncation side, the int8 block
+  size and the default variant (int8 where the onnx stage measured it as accurate as float32).
 """
 
 from __future__ import annotations
@@ -64,10 +65,10 @@ class OnnxBackend:
         if self.variant not in VARIANT_FILES:
             raise PipelineError(f"unknown ONNX variant {self.variant!r} (use one of "
                                 f"{', '.join(VARIANT_FILES)})")
-        # Dynamic quantization scales each run's activations by that run's own range, so in a
-        # batch a text's int8 scores would depend on the texts (and padding) beside it: int8
-        # runs one text at a time, which on a few cores is no slower (docs/performance.md).
-        self.batch_size = 1 if self.variant == "int8" else batch_size
+        # Folders written before block quantization hold a dynamically quantized int8 graph,
+        # whose scores depend on the batch: that one runs a text at a time.
+        self.batch_size = (1 if self.variant == "int8" and "int8_block_size" not in settings
+                           else batch_size)
         path = self.folder / "tokenizer.json"
         try:
             self.tokenizer = Tokenizer.from_file(str(path))
