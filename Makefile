@@ -14,7 +14,7 @@ export HF_HUB_CACHE := $(HF_CACHE)
 export HF_HUB_OFFLINE := 1
 endif
 
-.PHONY: setup setup-dev setup-review setup-predict repro test test-quick lint bench profile bench-predict bench-large-input bench-onednn review \
+.PHONY: setup setup-dev setup-review setup-predict repro test test-quick lint bench profile bench-predict bench-onnx bench-large-input bench-onednn review \
 	ci-review push pull remote-status seeds train-worker check-python clean-venv
 
 setup: $(VENV)/.installed          ## the pipeline and emotion-predict (Python only)
@@ -132,6 +132,10 @@ bench-onednn: setup  ## the measurement behind TF_ENABLE_ONEDNN_OPTS=1 (~20 min 
 bench-predict: setup  ## every prediction path side by side (~5 min on 2 cores)
 	dvc repro export onnx
 	python -m benchmarks.predict_speed
+
+bench-onnx: setup  ## threads and batch sizes of the ONNX graphs (~6 min on 2 cores)
+	dvc repro onnx
+	python -m benchmarks.onnx_settings $(ARGS)
 
 bench-large-input: setup  ## emotion-predict --input on 200,000 lines: memory and texts/s
 	dvc repro onnx

@@ -4,7 +4,7 @@
 - SavedModel (models/serving): requests of one batch each, in test-set order, as a server
   would get them;
 - ONNX float32 and ONNX int8 (models/onnx): emotion.predict's onnx backend, as
-  `emotion-predict` runs it (float32 in length-sorted batches, int8 one text at a time).
+  `emotion-predict` runs it (length-sorted batches).
 
 For each: the cold start of the real command (process start to exit, labelling one text;
 for the SavedModel a plain Python process that loads it), the single-text latency (median and

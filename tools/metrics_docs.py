@@ -105,7 +105,7 @@ def onnx(m: dict[str, dict]) -> str:
         f"kernels ({float32['operators']['Attention']} Attention, "
         f"{float32['operators']['SkipLayerNormalization']} SkipLayerNormalization) and batch: "
         f"a test text's probabilities alone and in a batch differ by at most "
-        f"{max(batch_moves):.1g}. "
+        f"{f'{max(batch_moves):.1g}' if max(batch_moves) else '0 (bit-equal)'}. "
         f"`--variant` picks the other graph; `models/onnx/README.md` has each graph's "
         f"`--min-prob` figures.")
 

@@ -214,7 +214,8 @@ def render_runtime_card(metrics: dict[str, Any], files: dict[str, str]) -> str:
         "",
         f"Default graph: **{default}** (`{files[default]}`); `--variant` picks the other. "
         f"int8 is the default only where its validation accuracy is within the pipeline's "
-        f"`onnx.int8_max_accuracy_drop` of float32's.",
+        f"`onnx.int8_max_accuracy_drop` of float32's and its scores do not depend on the batch "
+        f"(measured on the machine that ran the stage).",
         "",
         "Both graphs run ONNX Runtime's fused transformer kernels (" + ", ".join(
             f"{name} {metrics[default]['operators'][name]}" for name in FUSED_KERNELS) + " in "
