@@ -14,13 +14,13 @@ export HF_HUB_CACHE := $(HF_CACHE)
 export HF_HUB_OFFLINE := 1
 endif
 
-.PHONY: setup setup-dev setup-review setup-predict repro test test-quick lint bench profile bench-predict bench-onnx bench-large-input bench-onednn review \
+.PHONY: setup setup-dev setup-review setup-predict repro test test-quick lint bench profile bench-predict bench-onnx serve bench-serve bench-large-input bench-onednn review \
 	ci-review push pull remote-status seeds train-worker check-python clean-venv
 
 setup: $(VENV)/.installed          ## the pipeline and emotion-predict (Python only)
 setup-dev: $(VENV)/.installed-dev  ## + test and lint tools
 setup-review: setup node_modules/.installed  ## + the Vega libraries of the review report
-setup-predict: $(PREDICT_VENV)/.installed  ## emotion-predict alone (ONNX Runtime), in .venv-predict
+setup-predict: $(PREDICT_VENV)/.installed  ## emotion-predict and emotion-serve alone (ONNX Runtime), in .venv-predict
 
 check-python:
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' 2>/dev/null || { \
@@ -30,24 +30,24 @@ check-python:
 # One pip command: the project (editable, which puts `emotion-predict` on PATH) with its
 # pipeline extra, every version fixed by the pins of requirements.txt used as constraints
 # (separate installs break transformers).
-$(VENV)/.installed: requirements.txt requirements-predict.txt pyproject.toml | check-python
+$(VENV)/.installed: requirements.txt requirements-predict.txt requirements-serve.txt pyproject.toml | check-python
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip==26.3
-	$(VENV)/bin/pip install --quiet -c requirements.txt -e ".[pipeline]"
+	$(VENV)/bin/pip install --quiet -c requirements.txt -e ".[pipeline,serve]"
 	touch $@
 
 # The prediction-only install as a user gets it: the project built as a wheel and installed
-# with its predict extra (pins of requirements-predict.txt as constraints), not editable, so
+# with its predict and serve extras (pins of requirements-predict.txt as constraints), not editable, so
 # the suite's prediction-only test also tests the packaging. Rebuilt when the library changes.
 LIBRARY := $(shell find emotion -name '*.py')
-$(PREDICT_VENV)/.installed: requirements-predict.txt pyproject.toml $(LIBRARY) | check-python
+$(PREDICT_VENV)/.installed: requirements-predict.txt requirements-serve.txt pyproject.toml $(LIBRARY) emotion/serving/page.html | check-python
 	$(PYTHON) -m venv $(PREDICT_VENV)
 	$(PREDICT_VENV)/bin/pip install --quiet --upgrade pip==26.3
 	rm -rf $(PREDICT_VENV)/wheel
 	$(PREDICT_VENV)/bin/pip wheel --quiet --no-deps --wheel-dir $(PREDICT_VENV)/wheel .
 	$(PREDICT_VENV)/bin/pip uninstall --quiet --yes emotion-pipeline
-	$(PREDICT_VENV)/bin/pip install --quiet -c requirements-predict.txt \
-	  "$$(ls $(PREDICT_VENV)/wheel/emotion_pipeline-*.whl)[predict]"
+	$(PREDICT_VENV)/bin/pip install --quiet -c requirements-predict.txt -c requirements-serve.txt \
+	  "$$(ls $(PREDICT_VENV)/wheel/emotion_pipeline-*.whl)[predict,serve]"
 	touch $@
 
 $(VENV)/.installed-dev: $(VENV)/.installed requirements-dev.txt
@@ -136,6 +136,14 @@ bench-predict: setup  ## every prediction path side by side (~5 min on 2 cores)
 bench-onnx: setup  ## threads and batch sizes of the ONNX graphs (~6 min on 2 cores)
 	dvc repro onnx
 	python -m benchmarks.onnx_settings $(ARGS)
+
+serve: setup  ## emotion-serve on models/onnx, http://127.0.0.1:8080 (docs/serving.md)
+	dvc repro onnx
+	emotion-serve $(ARGS)
+
+bench-serve: setup  ## emotion-serve under load: texts/s, latency, a burst (~3 min on 2 cores)
+	dvc repro onnx
+	python -m benchmarks.serve_load $(ARGS)
 
 bench-large-input: setup  ## emotion-predict --input on 200,000 lines: memory and texts/s
 	dvc repro onnx

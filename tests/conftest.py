@@ -149,6 +149,40 @@ def assets(tmp_path_factory) -> dict[str, Path]:
         "model_without_dropout": write_tiny_bert(root / "bert-no-dropout", dropout=0.0)})
 
 
+def write_runtime_folders(root: Path, assets: dict[str, Path]) -> dict[str, Path]:
+    """A tiny untrained classifier saved as the train stage saves it (max_length 32), and its
+    ONNX runtime folder. Its biases and layer-norm scales are random, as a trained model's
+    are: TensorFlow's graph optimizer drops an add of zeros (or a multiply by ones) before
+    conversion, and what remains would not be a real model's graph."""
+    import numpy as np
+
+    from emotion.data import load_tokenizer
+    from emotion.model import new_classifier
+    from emotion.packaging.onnx_folder import write_runtime
+    from emotion.tensorflow_backend import TensorFlowBackend
+
+    model = new_classifier(str(assets["model"]), None, LABELS, pooling="cls",
+                           classifier_dropout=0.0, classifier_init="glorot_uniform", seed=3)
+    rng = np.random.default_rng(3)
+    for weight in model.weights:
+        if weight.name.split("/")[-1].split(":")[0] in ("bias", "beta", "gamma"):
+            weight.assign(weight.numpy() + rng.normal(0, 0.02, weight.shape).astype("float32"))
+    model.save_pretrained(str(root / "emotion"))
+    tokenizer = load_tokenizer(str(assets["model"]))
+    tokenizer.model_max_length = 32
+    tokenizer.save_pretrained(str(root / "emotion"))
+    block_size = yaml.safe_load((ROOT / "params.yaml").read_text())["onnx"]["int8_block_size"]
+    write_runtime(TensorFlowBackend(root / "emotion"), root / "onnx", int8_block_size=block_size)
+    return {"tensorflow": root / "emotion", "onnx": root / "onnx"}
+
+
+@pytest.fixture(scope="session")
+def runtime_folders(tmp_path_factory, assets) -> dict[str, Path]:
+    """write_runtime_folders, built once for all workers (no DVC, no training)."""
+    return built_once(tmp_path_factory, "runtime", lambda root: write_runtime_folders(
+        root, assets))
+
+
 def tiny_params(assets: dict[str, Path]) -> dict:
     """The repo's params.yaml, pointed at the tiny assets, with short training."""
     params = yaml.safe_load((ROOT / "params.yaml").read_text())

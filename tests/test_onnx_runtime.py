@@ -10,29 +10,8 @@ from conftest import HARD_TEXTS, LABELS
 
 
 @pytest.fixture(scope="module")
-def folders(assets, tmp_path_factory) -> dict[str, Path]:
-    """A tiny untrained classifier saved as the train stage saves it (max_length 32), and its
-    runtime folder. Its biases and layer-norm scales are random, as a trained model's are:
-    TensorFlow's graph optimizer drops an add of zeros (or a multiply by ones) before
-    conversion, and what remains would not be a real model's graph."""
-    from emotion.data import load_tokenizer
-    from emotion.model import new_classifier
-    from emotion.packaging.onnx_folder import write_runtime
-    from emotion.tensorflow_backend import TensorFlowBackend
-
-    root = tmp_path_factory.mktemp("onnx")
-    model = new_classifier(str(assets["model"]), None, LABELS, pooling="cls",
-                           classifier_dropout=0.0, classifier_init="glorot_uniform", seed=3)
-    rng = np.random.default_rng(3)
-    for weight in model.weights:
-        if weight.name.split("/")[-1].split(":")[0] in ("bias", "beta", "gamma"):
-            weight.assign(weight.numpy() + rng.normal(0, 0.02, weight.shape).astype("float32"))
-    model.save_pretrained(str(root / "emotion"))
-    tokenizer = load_tokenizer(str(assets["model"]))
-    tokenizer.model_max_length = 32
-    tokenizer.save_pretrained(str(root / "emotion"))
-    write_runtime(TensorFlowBackend(root / "emotion"), root / "onnx", int8_block_size=128)
-    return {"tensorflow": root / "emotion", "onnx": root / "onnx"}
+def folders(runtime_folders) -> dict[str, Path]:
+    return runtime_folders
 
 
 TEXTS = [text for text in HARD_TEXTS if text.strip()]

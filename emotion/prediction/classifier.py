@@ -51,15 +51,16 @@ class TextClassifier:
 
     def __init__(self, folder: str | Path | None = None, backend: str = "onnx",
                  batch_size: int = DEFAULT_BATCH_SIZE, *, variant: str | None = None,
-                 graph: bool = True):
+                 graph: bool = True, threads: int = 0):
         """folder: the backend's folder; None: models/onnx (onnx), checked against the
         trained model in models/emotion when that is there, or models/emotion (tensorflow).
         variant (onnx): float32 or int8, None for the folder's default. graph (tensorflow):
-        trace the forward pass once (see TensorFlowBackend)."""
+        trace the forward pass once (see TensorFlowBackend). threads (onnx): onnxruntime's
+        intra-op threads, 0 for one per physical core."""
         if backend == "onnx":
             from emotion.prediction.onnx_backend import OnnxBackend
 
-            self.backend = OnnxBackend(folder or ONNX_DIR, batch_size, variant)
+            self.backend = OnnxBackend(folder or ONNX_DIR, batch_size, variant, threads)
             if folder is None and (MODEL_DIR / "config.json").is_file():  # converted from it
                 self.backend.check_against(MODEL_DIR)
         elif backend == "tensorflow":

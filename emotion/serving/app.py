@@ -1,0 +1,216 @@
+"""The HTTP server's routes (a Starlette ASGI app): the Open Inference Protocol (KServe V2),
+TF Serving's REST predict, Prometheus metrics, and a page for people at `/`.
+
+The model (an ONNX runtime folder, on the onnx backend) loads in a thread when the server
+starts; until it is loaded and has labelled one text, `/v2/health/ready` and the model's
+ready route answer 503 and inference answers 503 with Retry-After. A folder that cannot load
+ends the process with a one-line error and exit status 1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import sys
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from starlette.applications import Starlette
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.routing import Route
+
+from emotion.errors import PipelineError, first_line
+from emotion.serving import protocol
+from emotion.serving.batcher import Batcher, Overloaded
+from emotion.serving.protocol import Limits, RequestError
+
+VERSION = "1"
+RETRY_AFTER = "1"  # seconds, in 503 answers
+
+
+@dataclass
+class Settings:
+    """What `emotion-serve` was asked to serve, and how."""
+    model: Path
+    name: str = "emotion"
+    variant: str | None = None
+    threads: int = 0
+    max_batch: int = 64
+    max_wait_ms: float = 5.0
+    max_queue: int = 1024
+    max_texts: int = 256
+    max_text_bytes: int = 4096
+
+
+class Metrics:
+    """The server's Prometheus metrics, in a registry of their own."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter("emotion_requests", "HTTP requests by route and status",
+                                ["route", "status"], registry=self.registry)
+        self.latency = Histogram("emotion_request_seconds", "Request latency by route",
+                                 ["route"], registry=self.registry)
+        self.batch_size = Histogram("emotion_batch_texts", "Texts per model batch",
+                                    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+                                    registry=self.registry)
+        self.queue = Gauge("emotion_queue_texts", "Texts waiting for a batch",
+                           registry=self.registry)
+
+
+def create_app(settings: Settings) -> Starlette:
+    """The server for `settings`."""
+    from emotion.prediction.classifier import TextClassifier
+
+    metrics = Metrics()
+    limits = Limits(settings.max_texts, settings.max_text_bytes)
+    state: dict = {"ready": False}
+    page = resources.files("emotion.serving").joinpath("page.html").read_text("utf-8")
+
+    def load() -> None:
+        classifier = TextClassifier(settings.model, batch_size=settings.max_batch,
+                                    variant=settings.variant, threads=settings.threads)
+        classifier.predict(["warming up"])
+        state["classifier"] = classifier
+
+    async def startup() -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.run_in_executor(None, load)
+        except PipelineError as failure:  # a damaged folder: the server cannot serve
+            print(f"error: {first_line(failure)}", file=sys.stderr, flush=True)
+            os._exit(1)
+        classifier = state["classifier"]
+        state["batcher"] = batcher = Batcher(
+            lambda texts: classifier.predict(texts).probabilities, settings.max_batch,
+            settings.max_wait_ms / 1000, settings.max_queue, metrics.batch_size.observe)
+        metrics.queue.set_function(lambda: batcher.queued)
+        batcher.start()
+        state["ready"] = True
+
+    @contextlib.asynccontextmanager
+    async def begin(app: Starlette) -> AsyncIterator[None]:  # load in the background
+        task = asyncio.get_running_loop().create_task(startup())
+        yield
+        task.cancel()
+        if "batcher" in state:
+            await state["batcher"].stop()
+
+    def error(status: int, message: str, route: str) -> JSONResponse:
+        metrics.requests.labels(route, str(status)).inc()
+        headers = {"Retry-After": RETRY_AFTER} if status == 503 else None
+        return JSONResponse({"error": message}, status, headers=headers)
+
+    async def read_body(request: Request) -> bytes:
+        limit = limits.max_texts * (limits.max_text_bytes * 6 + 16) + 4096  # JSON-escaped
+        body = bytearray()
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > limit:
+                raise RequestError(413, f"body: more than {limit} bytes")
+        return bytes(body)
+
+    def model_named(request: Request) -> None:
+        name = request.path_params["name"]
+        if name != settings.name:
+            raise RequestError(404, f"model {name!r}: not served here (this server serves "
+                                    f"{settings.name!r})")
+
+    async def infer(request: Request, route: str, parse, respond) -> Response:
+        start = time.perf_counter()
+        try:
+            model_named(request)
+            if not state["ready"]:
+                raise RequestError(503, "model: loading")
+            body = protocol.parse_json(await read_body(request))
+            texts = parse(body, limits)
+            threshold = protocol.min_prob(body)
+            probabilities = await state["batcher"].submit(texts)
+        except RequestError as refused:
+            return error(refused.status, str(refused), route)
+        except Overloaded as full:
+            return error(503, f"server: busy ({full}); retry later", route)
+        except ClientDisconnect:
+            metrics.requests.labels(route, "499").inc()
+            return Response(status_code=499)
+        metrics.requests.labels(route, "200").inc()
+        metrics.latency.labels(route).observe(time.perf_counter() - start)
+        return JSONResponse(respond(body, np.asarray(probabilities),
+                                    state["classifier"].labels, threshold))
+
+    async def oip_infer(request: Request) -> Response:
+        return await infer(request, "v2_infer", protocol.oip_texts,
+                           lambda body, probabilities, labels, threshold: protocol.oip_response(
+                               settings.name, body, probabilities, labels, threshold))
+
+    async def tf_predict(request: Request) -> Response:
+        return await infer(request, "v1_predict", protocol.predict_texts,
+                           lambda body, probabilities, labels, threshold:
+                           protocol.predict_response(probabilities, labels, threshold))
+
+    async def live(request: Request) -> Response:
+        return JSONResponse({"live": True})
+
+    async def ready(request: Request) -> Response:
+        return JSONResponse({"ready": state["ready"]}, 200 if state["ready"] else 503)
+
+    async def model_ready(request: Request) -> Response:
+        try:
+            model_named(request)
+        except RequestError as refused:
+            return error(refused.status, str(refused), "v2_model_ready")
+        return JSONResponse({"name": settings.name, "ready": state["ready"]},
+                            200 if state["ready"] else 503)
+
+    async def server_metadata(request: Request) -> Response:
+        return JSONResponse({"name": "emotion-serve", "version": VERSION, "extensions": []})
+
+    async def model_metadata(request: Request) -> Response:
+        try:
+            model_named(request)
+            if not state["ready"]:
+                raise RequestError(503, "model: loading")
+        except RequestError as refused:
+            return error(refused.status, str(refused), "v2_model")
+        classifier = state["classifier"]
+        return JSONResponse({
+            "name": settings.name, "versions": [VERSION], "platform": "onnxruntime_onnx",
+            "inputs": [{"name": "text", "datatype": "BYTES", "shape": [-1]}],
+            "outputs": [{"name": "label", "datatype": "BYTES", "shape": [-1]},
+                        {"name": "probabilities", "datatype": "FP32",
+                         "shape": [-1, len(classifier.labels)]}],
+            "parameters": {"labels": classifier.labels, "variant": classifier.backend.variant,
+                           "max_length": classifier.max_length}})
+
+    async def prometheus(request: Request) -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    async def home(request: Request) -> Response:
+        return HTMLResponse(page.replace("{{MODEL}}", json.dumps(settings.name)))
+
+    return Starlette(routes=[
+        Route("/", home),
+        Route("/v2/health/live", live),
+        Route("/v2/health/ready", ready),
+        Route("/v2", server_metadata),
+        Route("/v2/models/{name}", model_metadata),
+        Route("/v2/models/{name}/ready", model_ready),
+        Route("/v2/models/{name}/infer", oip_infer, methods=["POST"]),
+        Route("/v1/models/{name}:predict", tf_predict, methods=["POST"]),
+        Route("/metrics", prometheus),
+    ], lifespan=begin)

@@ -1,0 +1,266 @@
+"""`emotion-serve` for real: the console script started as a process on a free port, serving
+the tiny model's ONNX runtime folder, spoken to over HTTP (and by Chromium, for the page)."""
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from email.message import Message
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import HARD_TEXTS, LABELS
+
+BIN = Path(sys.executable).parent
+PREDICT_VENV = Path(__file__).resolve().parents[1] / ".venv-predict"
+TEXTS = [text for text in HARD_TEXTS if text.strip()]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def call(url: str, body: bytes | dict | None = None, timeout: float = 60
+         ) -> tuple[int, dict, Message]:
+    """(status, JSON body, headers: any case) of a GET (body None) or POST."""
+    data = json.dumps(body).encode() if isinstance(body, dict) else body
+    request = urllib.request.Request(url, data=data,
+                                     headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, json.loads(response.read()), response.headers
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read()), error.headers
+
+
+class Server:
+    """An emotion-serve process; stopped (SIGTERM) when the test ends."""
+
+    def __init__(self, folder: Path, *options: str, command: Path = BIN / "emotion-serve"):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process = subprocess.Popen(
+            [command, "--model", str(folder), "--port", str(self.port), *options],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            assert self.process.poll() is None, self.process.stdout.read()
+            try:
+                if call(f"{self.url}/v2/health/ready", timeout=5)[0] == 200:
+                    return
+            except (urllib.error.URLError, ConnectionError):
+                pass
+            time.sleep(0.05)
+        raise AssertionError("the server did not get ready in 60 s")
+
+    def infer(self, texts: list[str], **parameters) -> tuple[int, dict, Message]:
+        body = {"inputs": [{"name": "text", "datatype": "BYTES", "shape": [len(texts)],
+                            "data": texts}]}
+        return call(f"{self.url}/v2/models/emotion/infer",
+                    {**body, "parameters": parameters} if parameters else body)
+
+    def stop(self) -> str:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        self.process.wait(timeout=60)
+        return self.process.stdout.read()
+
+
+@pytest.fixture
+def serve(runtime_folders):
+    servers = []
+
+    def start(*options: str, **kwargs) -> Server:
+        servers.append(Server(runtime_folders["onnx"], *options, **kwargs))
+        return servers[-1]
+    yield start
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def limited_server(runtime_folders):
+    """One server for the bad-request cases, with small limits."""
+    server = Server(runtime_folders["onnx"], "--max-texts", "8", "--max-text-bytes", "1000")
+    yield server
+    server.stop()
+
+
+def outputs(answer: dict) -> dict:
+    return {output["name"]: output for output in answer["outputs"]}
+
+
+def test_both_protocols_answer_as_text_classifier_does(serve, runtime_folders):
+    from emotion.predict import TextClassifier
+
+    server = serve()
+    expected = TextClassifier(runtime_folders["onnx"]).predict(TEXTS)
+    assert call(f"{server.url}/v2/health/live")[:2] == (200, {"live": True})
+    status, metadata, _ = call(f"{server.url}/v2/models/emotion")
+    assert status == 200 and metadata["parameters"]["labels"] == LABELS
+    assert metadata["outputs"][1] == {"name": "probabilities", "datatype": "FP32",
+                                      "shape": [-1, len(LABELS)]}
+    status, answer, _ = server.infer(TEXTS)
+    assert status == 200, answer
+    label, probabilities = outputs(answer)["label"], outputs(answer)["probabilities"]
+    assert label["shape"] == [len(TEXTS)] and label["data"] == expected.top()
+    assert probabilities["shape"] == [len(TEXTS), len(LABELS)]
+    got = np.array(probabilities["data"], np.float32).reshape(probabilities["shape"])
+    assert np.abs(got - expected.probabilities).max() <= 1e-6
+    # TF Serving's row format: texts, or objects with a text; what the SavedModel returns.
+    status, answer, _ = call(f"{server.url}/v1/models/emotion:predict",
+                             {"instances": [TEXTS[0], {"text": TEXTS[1]}]})
+    assert status == 200
+    assert [row["label"] for row in answer["predictions"]] == expected.top()[:2]
+    assert np.abs(np.array([row["probabilities"] for row in answer["predictions"]])
+                  - expected.probabilities[:2]).max() <= 1e-6
+    # min_prob per request: below it, no label (empty in OIP, null in TF Serving's format).
+    threshold = float(np.median(expected.probabilities.max(axis=1)))
+    status, answer, _ = server.infer(TEXTS, min_prob=threshold)
+    assert outputs(answer)["label"]["data"] == [label or "" for label in
+                                                expected.top(threshold)]
+    status, answer, _ = call(f"{server.url}/v1/models/emotion:predict",
+                             {"instances": TEXTS, "parameters": {"min_prob": threshold}})
+    assert [row["label"] for row in answer["predictions"]] == expected.top(threshold)
+    assert "" in outputs(server.infer(TEXTS, min_prob=threshold)[1])["label"]["data"]
+
+
+def test_concurrent_requests_are_batched_and_each_answered_as_alone(serve, runtime_folders):
+    from emotion.predict import TextClassifier
+
+    server = serve("--max-wait-ms", "200")
+    alone = TextClassifier(runtime_folders["onnx"], batch_size=1).predict(TEXTS)
+    with ThreadPoolExecutor(len(TEXTS)) as pool:
+        answers = list(pool.map(lambda text: server.infer([text]), TEXTS))
+    assert [status for status, _, _ in answers] == [200] * len(TEXTS)
+    for row, (_, answer, _) in enumerate(answers):
+        assert outputs(answer)["label"]["data"] == [alone.top()[row]]
+        assert np.abs(np.array(outputs(answer)["probabilities"]["data"])
+                      - alone.probabilities[row]).max() <= 1e-6
+    metrics = urllib.request.urlopen(f"{server.url}/metrics").read().decode()
+    batches = float(next(line.split()[-1] for line in metrics.splitlines()
+                         if line.startswith("emotion_batch_texts_count")))
+    assert 1 <= batches < len(TEXTS)  # fewer model runs than requests (+1 warm-up outside)
+    assert f'emotion_requests_total{{route="v2_infer",status="200"}} {len(TEXTS)}.0' in metrics
+    assert "emotion_request_seconds_bucket" in metrics and "emotion_queue_texts" in metrics
+
+
+INFER = "/v2/models/emotion/infer"
+TEXT_INPUT = {"name": "text", "datatype": "BYTES", "shape": [1], "data": ["i am glad"]}
+
+
+@pytest.mark.parametrize(("path", "body", "status", "names"), [
+    (INFER, b"{not json", 400, "body: not JSON"),
+    (INFER, b'{"inputs": [{"name": "text", "data": ["\xff\xfe"]}]}', 400, "body: not UTF-8"),
+    (INFER, {"inputs": [{**TEXT_INPUT, "datatype": "FP32"}]}, 400, "inputs[0].datatype"),
+    (INFER, {"inputs": [{**TEXT_INPUT, "shape": [2]}]}, 400, "inputs[0].shape"),
+    (INFER, {"inputs": [{**TEXT_INPUT, "name": "words"}]}, 400, "inputs[0].name"),
+    (INFER, {"inputs": [{**TEXT_INPUT, "data": [], "shape": [0]}]}, 400, "inputs[0].data"),
+    (INFER, {"inputs": [{**TEXT_INPUT, "data": ["  "]}]}, 400, "inputs[0].data[0]: empty"),
+    (INFER, {"inputs": [{**TEXT_INPUT, "data": [3]}]}, 400, "inputs[0].data[0]"),
+    (INFER, {"inputs": [{**TEXT_INPUT, "data": ["\ud800"]}]}, 400, "inputs[0].data[0]"),
+    (INFER, {"inputs": []}, 400, "inputs"),
+    (INFER, {"inputs": [TEXT_INPUT], "parameters": {"min_prob": 2}}, 400,
+     "parameters.min_prob"),
+    (INFER, {"inputs": [{**TEXT_INPUT, "shape": [9], "data": ["a text"] * 9}]}, 413,
+     "inputs[0].data: 9 texts"),
+    (INFER, {"inputs": [{**TEXT_INPUT, "data": ["é" * 600]}]}, 413, "inputs[0].data[0]"),
+    ("/v2/models/other/infer", {"inputs": [TEXT_INPUT]}, 404, "model 'other'"),
+    ("/v1/models/emotion:predict", {"rows": ["i am glad"]}, 400, "instances"),
+])
+def test_a_bad_request_gets_a_one_line_error_naming_the_field(limited_server, path, body,
+                                                               status, names):
+    server = limited_server
+    got, answer, _ = call(server.url + path, body)  # a dict goes as ASCII JSON (\ud800 too)
+    assert got == status and names in answer["error"], answer
+    assert "\n" not in answer["error"]
+    assert server.infer(["i am glad"])[0] == 200  # and the server goes on
+
+
+def test_a_full_queue_answers_503_at_once_and_the_server_recovers(serve):
+    server = serve("--max-queue", "2", "--max-batch", "1", "--max-wait-ms", "0")
+    with ThreadPoolExecutor(24) as pool:
+        answers = list(pool.map(lambda _: server.infer(["i am glad", "i am sad"]), range(48)))
+    statuses = [status for status, _, _ in answers]
+    assert set(statuses) == {200, 503} and statuses.count(200) >= 1, statuses
+    refused = next(answer for answer in answers if answer[0] == 503)
+    assert refused[2]["Retry-After"] == "1" and "busy" in refused[1]["error"]
+    assert server.infer(["i am glad"])[0] == 200
+
+
+def test_sigterm_finishes_the_requests_in_flight_and_exits_0(serve):
+    server = serve("--max-wait-ms", "1500")
+    with ThreadPoolExecutor(1) as pool:
+        pending = pool.submit(server.infer, ["i am glad"])
+        time.sleep(0.5)  # the request waits for its batch
+        server.process.send_signal(signal.SIGTERM)
+        status, answer, _ = pending.result(timeout=60)
+    assert status == 200 and outputs(answer)["label"]["data"][0] in LABELS
+    log = server.stop()
+    assert server.process.returncode == 0, log
+    # one access-log line per request
+    assert '"POST /v2/models/emotion/infer HTTP/1.1" 200' in log, log
+
+
+def test_a_folder_that_is_not_a_model_fails_with_one_line(tmp_path):
+    result = subprocess.run([BIN / "emotion-serve", "--model", str(tmp_path)],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        f"error: {tmp_path}: no ONNX runtime there (no runtime.json): run `dvc repro onnx` (or "
+        "`dvc pull`), or pass --backend tensorflow to use the trained model folder"]
+
+
+def test_the_prediction_only_install_serves_without_the_training_stack(serve):
+    command = PREDICT_VENV / "bin/emotion-serve"
+    if not command.exists():
+        if os.environ.get("CI"):
+            pytest.fail("no prediction-only install: `make test` builds it (make setup-predict)")
+        pytest.skip("no prediction-only install (make setup-predict)")
+    server = serve(command=command)
+    status, answer, _ = server.infer(["i am glad"])
+    assert status == 200 and outputs(answer)["label"]["data"][0] in LABELS
+
+
+CHROMEDRIVER = shutil.which("chromedriver")
+
+
+def test_the_page_labels_a_typed_text_in_chromium(serve):
+    if CHROMEDRIVER is None:
+        if os.environ.get("CI"):
+            pytest.fail("chromedriver missing: .ci/run installs Debian's chromium-driver")
+        pytest.skip("chromedriver missing (apt install chromium-driver)")
+    from selenium import webdriver
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    server = serve()
+    options = webdriver.ChromeOptions()
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"):
+        options.add_argument(flag)
+    browser = webdriver.Chrome(options=options,
+                               service=webdriver.ChromeService(executable_path=CHROMEDRIVER))
+    try:
+        browser.get(server.url + "/")
+        assert "http" not in "".join(  # self-contained: no external script, style or image
+            element.get_attribute("src") or element.get_attribute("href") or ""
+            for element in browser.find_elements(By.CSS_SELECTOR, "script, link, img"))
+        browser.find_element(By.ID, "text").send_keys("i feel so happy and glad today")
+        browser.find_element(By.ID, "submit").click()
+        label = WebDriverWait(browser, 30).until(
+            lambda page: page.find_element(By.ID, "label").text)
+        assert label in LABELS
+        assert len(browser.find_elements(By.CSS_SELECTOR, "#bars .row")) == len(LABELS)
+        assert browser.find_element(By.ID, "error").text == ""
+    finally:
+        browser.quit()
