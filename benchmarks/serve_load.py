@@ -111,9 +111,11 @@ def main() -> None:
     print(f"CPU: {cpu_model()} [{' '.join(speed_flags())}]")
     texts = list(read_split(RAW_DIR, "test")["text"])
     scenarios = [  # (name, server options, clients)
-        ("batching, 1 client", (), 1),
-        ("batching, 8 clients", (), 8),
-        ("batching, 32 clients", (), 32),
+        ("default (--max-wait-ms 0), 1 client", (), 1),
+        ("default, 8 clients", (), 8),
+        ("default, 32 clients", (), 32),
+        ("--max-wait-ms 5, 1 client", ("--max-wait-ms", "5"), 1),
+        ("--max-wait-ms 5, 32 clients", ("--max-wait-ms", "5"), 32),
         ("no batching (--max-batch 1), 32 clients", ("--max-batch", "1"), 32),
         ("burst: 64 clients, --max-queue 16", ("--max-queue", "16"), 64),
     ]

@@ -28,13 +28,16 @@ from emotion.hardware import cpu_model, speed_flags
 from emotion.paths import ONNX_DIR, RAW_DIR
 
 ROOT = Path(__file__).resolve().parents[1]
-SERVERS = {  # name: (pip arguments besides the wheel, constraints)
-    "emotion-serve (Starlette + uvicorn)": ("[predict,serve]", []),
-    "MLServer 1.7.1": ("[predict]", ["mlserver==1.7.1"]),
+SERVERS = {  # name: (the wheel's extras, other packages, constraint files)
+    "emotion-serve (Starlette + uvicorn)": ("[predict,serve]", [],
+                                            ["requirements-predict.txt",
+                                             "requirements-serve.txt"]),
+    # MLServer pins its own starlette/uvicorn/prometheus-client: not ours.
+    "MLServer 1.7.1": ("[predict]", ["mlserver==1.7.1"], ["requirements-predict.txt"]),
 }
 
 
-def build(venv: Path, extras: str, packages: list[str]) -> None:
+def build(venv: Path, extras: str, packages: list[str], constraints: list[str]) -> None:
     """A virtualenv with the project's wheel (with `extras`) and `packages`."""
     if (venv / ".installed").exists():
         return
@@ -43,9 +46,8 @@ def build(venv: Path, extras: str, packages: list[str]) -> None:
     wheel = next((ROOT / ".venv-predict/wheel").glob("emotion_pipeline-*.whl"))
     pip = [str(venv / "bin/pip"), "install", "--quiet"]
     subprocess.run([*pip, "pip==26.3"], check=True)
-    subprocess.run([*pip, "-c", str(ROOT / "requirements-predict.txt"), "-c",
-                    str(ROOT / "requirements-serve.txt"), f"{wheel}{extras}", *packages],
-                   check=True)
+    pins = [argument for name in constraints for argument in ("-c", str(ROOT / name))]
+    subprocess.run([*pip, *pins, f"{wheel}{extras}", *packages], check=True)
     (venv / ".installed").touch()
 
 
@@ -64,12 +66,16 @@ def command(name: str, venv: Path, port: int, scratch: Path) -> list[str]:
     folder = scratch / "mlserver"
     folder.mkdir(exist_ok=True)
     shutil.copy(ROOT / "benchmarks/mlserver_runtime.py", folder / "emotion_runtime.py")
+    # parallel_workers 0: inference in the server process. MLServer 1.7.1's worker pool
+    # crashes at start here ("There is no current event loop in thread 'MainThread'" in
+    # each worker), so no model loads with its default of 1.
     (folder / "settings.json").write_text(json.dumps({
-        "http_port": port, "grpc_port": free_port(), "metrics_port": free_port()}))
+        "http_port": port, "grpc_port": free_port(), "metrics_port": free_port(),
+        "parallel_workers": 0}))
     (folder / "model-settings.json").write_text(json.dumps({
         "name": "emotion", "implementation": "emotion_runtime.EmotionRuntime",
         "parameters": {"uri": str(ONNX_DIR.resolve())},
-        "max_batch_size": 64, "max_batch_time": 0.005}))
+        "max_batch_size": 64, "max_batch_time": 0.001}))
     return [str(venv / "bin/mlserver"), "start", str(folder)]
 
 
@@ -108,9 +114,9 @@ def main() -> None:
     texts = list(read_split(RAW_DIR, "test")["text"])
     print(f"{'server':<36} {'packages':>8} {'MB':>6} {'ready s':>8} {'texts/s':>8} "
           f"{'p50 ms':>7} {'p99 ms':>7}  burst of 64 clients: statuses, p99 ms")
-    for index, (name, (extras, packages)) in enumerate(SERVERS.items()):
+    for index, (name, (extras, packages, constraints)) in enumerate(SERVERS.items()):
         venv = args.venvs / f"server-{index}"
-        build(venv, extras, packages)
+        build(venv, extras, packages, constraints)
         count, size = footprint(venv)
         with tempfile.TemporaryDirectory() as scratch:
             readies = []

@@ -212,6 +212,27 @@ def test_sigterm_finishes_the_requests_in_flight_and_exits_0(serve):
     assert '"POST /v2/models/emotion/infer HTTP/1.1" 200' in log, log
 
 
+def metric(server: Server, name: str) -> float:
+    text = urllib.request.urlopen(f"{server.url}/metrics").read().decode()
+    return sum(float(line.split()[-1]) for line in text.splitlines()
+               if line.startswith(name + " ") or line.startswith(name + "{"))
+
+
+def test_a_client_that_goes_away_costs_no_model_run(serve):
+    server = serve("--max-wait-ms", "1000")  # the request waits a second for its batch
+    body = json.dumps({"inputs": [TEXT_INPUT]}).encode()
+    with socket.create_connection(("127.0.0.1", server.port)) as client:
+        client.sendall(b"POST /v2/models/emotion/infer HTTP/1.1\r\nHost: x\r\n"
+                       b"Content-Type: application/json\r\nContent-Length: "
+                       + str(len(body)).encode() + b"\r\n\r\n" + body)
+        time.sleep(0.3)
+    time.sleep(1.5)  # past the batch's deadline
+    assert metric(server, 'emotion_requests_total{route="v2_infer",status="499"}') == 1
+    assert metric(server, "emotion_batch_texts_count") == 0  # its text never ran
+    assert server.infer(["i am glad"])[0] == 200
+    assert metric(server, "emotion_batch_texts_count") == 1
+
+
 def test_a_folder_that_is_not_a_model_fails_with_one_line(tmp_path):
     result = subprocess.run([BIN / "emotion-serve", "--model", str(tmp_path)],
                             capture_output=True, text=True, timeout=60)

@@ -15,10 +15,11 @@ import json
 import os
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from prometheus_client import (
@@ -51,7 +52,7 @@ class Settings:
     variant: str | None = None
     threads: int = 0
     max_batch: int = 64
-    max_wait_ms: float = 5.0
+    max_wait_ms: float = 0.0
     max_queue: int = 1024
     max_texts: int = 256
     max_text_bytes: int = 4096
@@ -125,6 +126,21 @@ def create_app(settings: Settings) -> Starlette:
                 raise RequestError(413, f"body: more than {limit} bytes")
         return bytes(body)
 
+    async def until_disconnect(request: Request, work: Awaitable) -> Any:
+        """The result of `work`; ClientDisconnect, with `work` cancelled (its texts dropped
+        before they run), if the client goes away first."""
+        async def disconnected() -> None:
+            while (await request.receive())["type"] != "http.disconnect":
+                pass
+
+        task, watch = asyncio.ensure_future(work), asyncio.ensure_future(disconnected())
+        await asyncio.wait({task, watch}, return_when=asyncio.FIRST_COMPLETED)
+        watch.cancel()
+        if not task.done():
+            task.cancel()
+            raise ClientDisconnect()
+        return task.result()
+
     def model_named(request: Request) -> None:
         name = request.path_params["name"]
         if name != settings.name:
@@ -140,7 +156,7 @@ def create_app(settings: Settings) -> Starlette:
             body = protocol.parse_json(await read_body(request))
             texts = parse(body, limits)
             threshold = protocol.min_prob(body)
-            probabilities = await state["batcher"].submit(texts)
+            probabilities = await until_disconnect(request, state["batcher"].submit(texts))
         except RequestError as refused:
             return error(refused.status, str(refused), route)
         except Overloaded as full:
