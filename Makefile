@@ -14,7 +14,7 @@ export HF_HUB_CACHE := $(HF_CACHE)
 export HF_HUB_OFFLINE := 1
 endif
 
-.PHONY: setup setup-dev setup-review setup-predict repro test test-quick lint bench profile bench-predict bench-onnx serve bench-serve bench-serving-frameworks bench-large-input bench-onednn review \
+.PHONY: setup setup-dev setup-review setup-predict repro test test-quick lint bench profile bench-predict bench-onnx bench-openvino serve bench-serve bench-serving-frameworks bench-large-input bench-onednn review \
 	ci-review push pull remote-status seeds train-worker check-python clean-venv
 
 setup: $(VENV)/.installed          ## the pipeline and emotion-predict (Python only)
@@ -137,11 +137,25 @@ bench-onnx: setup  ## threads and batch sizes of the ONNX graphs (~6 min on 2 co
 	dvc repro onnx
 	python -m benchmarks.onnx_settings $(ARGS)
 
+# OpenVINO is not a dependency of the project (docs/performance.md: +180 MB, over the 100 MB a
+# variant may add): the benchmark installs its pinned version into .venv first.
+bench-openvino: setup  ## OpenVINO vs ONNX Runtime on the trained model (~3 min)
+	dvc repro onnx
+	$(VENV)/bin/pip install --quiet -c requirements.txt openvino==2026.4.1
+	python -m benchmarks.openvino_compare
+
 serve: setup  ## emotion-serve on models/onnx, http://127.0.0.1:8080 (docs/serving.md)
 	dvc repro onnx
 	emotion-serve $(ARGS)
 
-bench-serve: setup  ## emotion-serve under load: texts/s, latency, a burst (~3 min on 2 cores)
+bench-# OpenVINO is not a dependency of the project (docs/performance.md: +180 MB, over the 100 MB a
+# variant may add): the benchmark installs its pinned version into .venv first.
+bench-openvino: setup  ## OpenVINO vs ONNX Runtime on the trained model (~3 min)
+	dvc repro onnx
+	$(VENV)/bin/pip install --quiet -c requirements.txt openvino==2026.4.1
+	python -m benchmarks.openvino_compare
+
+serve: setup  ## emotion-serve under load: texts/s, latency, a burst (~3 min on 2 cores)
 	dvc repro onnx
 	python -m benchmarks.serve_load $(ARGS)
 

@@ -1,6 +1,6 @@
-"""emotion-serve against a serving framework (MLServer 1.7.1, with the custom runtime of
-benchmarks.mlserver_runtime), on the same model folder and the same Open Inference Protocol
-load (benchmarks.serve_load): each in its own virtualenv built here from the built wheel of
+"""emotion-serve against a serving framework (MLServer 1.7.1, with the custom runtime in
+benchmarks/mlserver/emotion_runtime.py), on the same model folder and the same Open Inference
+Protocol load (benchmarks.serve_load): each in its own virtualenv built here from the built wheel of
 this project (`make setup-predict` builds it) plus the server's own packages. Prints, per
 server: packages installed, install size, cold start (process start to ready, median of 3),
 texts/s and latency at 32 clients, and a burst of 64 clients.
@@ -65,7 +65,7 @@ def command(name: str, venv: Path, port: int, scratch: Path) -> list[str]:
         return [str(venv / "bin/emotion-serve"), "--model", str(ONNX_DIR), "--port", str(port)]
     folder = scratch / "mlserver"
     folder.mkdir(exist_ok=True)
-    shutil.copy(ROOT / "benchmarks/mlserver_runtime.py", folder / "emotion_runtime.py")
+    shutil.copy(ROOT / "benchmarks/mlserver/emotion_runtime.py", folder)
     # parallel_workers 0: inference in the server process. MLServer 1.7.1's worker pool
     # crashes at start here ("There is no current event loop in thread 'MainThread'" in
     # each worker), so no model loads with its default of 1.

@@ -1,6 +1,8 @@
-"""MLServer's custom runtime for the emotion classifier: the serving framework weighed
-against emotion-serve (benchmarks.serving_frameworks). It answers the same Open Inference
-Protocol request (input `text`, BYTES) with the same outputs, through TextClassifier."""
+"""MLServer's custom runtime for the emotion classifier, the serving framework weighed
+against emotion-serve: benchmarks.serving_frameworks copies this file into MLServer's model
+folder, and it runs in MLServer's own virtualenv (so it is not a module of this package).
+It answers the same Open Inference Protocol request (input `text`, BYTES) with the same
+outputs, through TextClassifier."""
 
 from mlserver import MLModel
 from mlserver.codecs import NumpyCodec, StringCodec

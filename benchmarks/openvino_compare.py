@@ -1,0 +1,106 @@
+"""OpenVINO's runtime against ONNX Runtime on the trained model (issue #36's question: does
+it beat ONNX Runtime here?). OpenVINO cannot run ONNX Runtime's fused kernels, so it gets
+the standard-op graph (emotion.packaging.onnx_graph.convert of models/emotion, converted
+here); ONNX Runtime runs that graph and the runtime folder's fused float32 and int8 graphs.
+For each: texts/s on the test split (length-sorted batches of 64, graph only), one-text
+latency (median of 200), and the largest probability difference from ONNX Runtime's
+standard graph. OpenVINO runs in f32 (its CPU plugin may otherwise compute in bf16 on
+AVX512_BF16 or AMX CPUs) and with its default precision hint. Figures, not assertions.
+
+Usage (after `dvc repro onnx`; OpenVINO in a virtualenv of its own, see docs/performance.md):
+    python -m benchmarks.openvino_compare
+"""
+
+from emotion.process import start_tensorflow
+
+if __name__ == "__main__":
+    start_tensorflow()
+
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from emotion.data import read_split
+from emotion.hardware import cpu_model, speed_flags
+from emotion.packaging.onnx_graph import convert
+from emotion.paths import MODEL_DIR, ONNX_DIR, RAW_DIR
+from emotion.prediction.onnx_backend import OnnxBackend
+from emotion.tensorflow_backend import TensorFlowBackend
+
+
+def batches(ids: list[list[int]], size: int):
+    order = sorted(range(len(ids)), key=lambda i: (len(ids[i]), i))
+    for start in range(0, len(order), size):
+        rows = order[start:start + size]
+        width = len(ids[rows[-1]])
+        tokens = np.zeros((len(rows), width), np.int32)
+        mask = np.zeros((len(rows), width), np.int32)
+        for row, index in enumerate(rows):
+            tokens[row, :len(ids[index])] = ids[index]
+            mask[row, :len(ids[index])] = 1
+        yield rows, tokens, mask
+
+
+def measure(run, ids: list[list[int]]) -> tuple[float, float, np.ndarray]:
+    """texts/s in batches of 64, median one-text ms, and the logits."""
+    logits = np.empty((len(ids), 6), np.float32)
+    for _, tokens, mask in batches(ids[:64], 64):  # warm-up
+        run(tokens, mask)
+    start = time.perf_counter()
+    for rows, tokens, mask in batches(ids, 64):
+        logits[rows] = run(tokens, mask)
+    rate = len(ids) / (time.perf_counter() - start)
+    times = []
+    for _, tokens, mask in list(batches(ids, 1))[:220]:
+        began = time.perf_counter()
+        run(tokens, mask)
+        times.append((time.perf_counter() - began) * 1000)
+    return rate, statistics.median(times[20:]), logits
+
+
+def probabilities(logits: np.ndarray) -> np.ndarray:
+    exp = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return exp / exp.sum(axis=1, keepdims=True)
+
+
+def main() -> None:
+    import onnxruntime
+    import openvino
+
+    print(f"CPU: {cpu_model()} [{' '.join(speed_flags())}]; onnxruntime "
+          f"{onnxruntime.__version__}, OpenVINO {openvino.__version__}")
+    texts = list(read_split(RAW_DIR, "test")["text"])
+    ids, _ = OnnxBackend(ONNX_DIR, 64, "float32").encode(texts)
+    with tempfile.TemporaryDirectory() as scratch:
+        standard = Path(scratch) / "standard.onnx"
+        convert(TensorFlowBackend(MODEL_DIR).model, standard)
+        runs = {}
+        for name, path in (("ONNX Runtime, standard-op float32", standard),
+                           ("ONNX Runtime, fused float32", ONNX_DIR / "model.onnx"),
+                           ("ONNX Runtime, fused int8", ONNX_DIR / "model.int8.onnx")):
+            session = onnxruntime.InferenceSession(str(path),
+                                                   providers=["CPUExecutionProvider"])
+            runs[name] = lambda tokens, mask, s=session: s.run(
+                None, {"input_ids": tokens, "attention_mask": mask})[0]
+        core = openvino.Core()
+        for name, config in (("OpenVINO, standard-op, f32", {"INFERENCE_PRECISION_HINT": "f32"}),
+                             ("OpenVINO, standard-op, its default precision", {})):
+            compiled = core.compile_model(core.read_model(str(standard)), "CPU", config)
+            runs[name] = lambda tokens, mask, c=compiled: c(
+                {"input_ids": tokens, "attention_mask": mask})[0]
+        reference = None
+        print(f"{'runtime and graph':<46} {'texts/s':>8} {'one text ms':>12} "
+              f"{'max prob diff':>14}")
+        for name, run in runs.items():
+            rate, latency, logits = measure(run, ids)
+            if reference is None:
+                reference = probabilities(logits)
+            difference = np.abs(probabilities(logits) - reference).max()
+            print(f"{name:<46} {rate:8.1f} {latency:12.2f} {difference:14.2e}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
