@@ -52,8 +52,10 @@ from emotion.training.distribution import (
     make_strategy,
     worker_deadline,
 )
+from emotion.training.live import LiveMetrics
 from emotion.training.step import (
     dropout_generators,
+    learning_rate_at,
     make_train_step,
     new_optimizer,
     set_precision,
@@ -115,6 +117,7 @@ def main() -> None:
                 print(f"resuming after epoch {first_epoch} (the chief's checkpoint)",
                       flush=True)
 
+    live = LiveMetrics(history) if chief else None  # dvclive/: the epochs so far
     for epoch in range(first_epoch, epochs):
         label = f"epoch {epoch + 1}/{epochs}"
         result = train_epoch(train_step, epoch_batches(epoch), label=label,
@@ -124,12 +127,14 @@ def main() -> None:
             continue
         logits = predict_logits(forward, validation_ids, settings["eval_batch_size"],
                                 tokenizer.pad_token_id)
-        history.append(epoch_record(epoch + 1, result,
-                                    *loss_and_accuracy(logits, validation_labels)))
+        history.append(epoch_record(
+            epoch + 1, result, *loss_and_accuracy(logits, validation_labels),
+            learning_rate_at(settings, batches_per_epoch, (epoch + 1) * batches_per_epoch)))
         print(f"{label}: " + ", ".join(
             f"{key} {value:.4f}" if isinstance(value, float) else f"{key} {value}"
             for key, value in history[-1].items() if key != "epoch"), flush=True)
         save_checkpoint(checkpoint, model, history, fingerprint)
+        live.log(history[-1])
 
     if not chief:
         print(f"{describe(strategy, distribution)}: done")
@@ -141,14 +146,17 @@ def main() -> None:
     print(f"kept epoch {best['epoch']} (lowest validation loss {best['val_loss']:.4f})")
 
 
-def epoch_record(epoch: int, result: dict, val_loss: float, val_accuracy: float) -> dict:
-    """An epoch's row of the history (state.json, history.csv, metrics/train.json)."""
+def epoch_record(epoch: int, result: dict, val_loss: float, val_accuracy: float,
+                 learning_rate: float) -> dict:
+    """An epoch's row of the history (state.json, dvclive/, history.csv,
+    metrics/train.json); learning_rate: the rate the epoch ended with."""
     return {
         "epoch": epoch,
         "loss": result["loss"],
         "accuracy": result["accuracy"],
         "val_loss": val_loss,
         "val_accuracy": val_accuracy,
+        "learning_rate": learning_rate,
         "train_seconds": round(result["seconds"], 1),
         "examples_per_second": round(result["examples"] / result["seconds"], 2),
         "mean_padded_length": round(result["tokens"] / result["examples"], 2),

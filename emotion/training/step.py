@@ -45,6 +45,12 @@ def learning_rate(settings: dict, steps_per_epoch: int) -> float | Any:
     return WarmUp(settings["learning_rate"], decay, warmup_steps) if warmup_steps else decay
 
 
+def learning_rate_at(settings: dict, steps_per_epoch: int, step: int) -> float:
+    """The learning rate after `step` optimizer steps (what the next step would use)."""
+    rate = learning_rate(settings, steps_per_epoch)
+    return float(rate(step)) if callable(rate) else float(rate)
+
+
 def new_optimizer(settings: dict, steps_per_epoch: int) -> Any:
     """tf_keras' Adam at learning_rate(settings, steps_per_epoch), wrapped for dynamic loss
     scaling under mixed_float16."""
