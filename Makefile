@@ -148,14 +148,7 @@ serve: setup  ## emotion-serve on models/onnx, http://127.0.0.1:8080 (docs/servi
 	dvc repro onnx
 	emotion-serve $(ARGS)
 
-bench-# OpenVINO is not a dependency of the project (docs/performance.md: +180 MB, over the 100 MB a
-# variant may add): the benchmark installs its pinned version into .venv first.
-bench-openvino: setup  ## OpenVINO vs ONNX Runtime on the trained model (~3 min)
-	dvc repro onnx
-	$(VENV)/bin/pip install --quiet -c requirements.txt openvino==2026.4.1
-	python -m benchmarks.openvino_compare
-
-serve: setup  ## emotion-serve under load: texts/s, latency, a burst (~3 min on 2 cores)
+bench-serve: setup  ## emotion-serve under load: texts/s, latency, a burst (~3 min on 2 cores)
 	dvc repro onnx
 	python -m benchmarks.serve_load $(ARGS)
 
