@@ -469,14 +469,53 @@ def experiment(dvc_repo) -> dict:
     baseline = outputs_digest(root)
     options = [item for param in EXPERIMENT for item in ("-S", param)]
     try:
-        log = dvc(root, "exp", "run", *options, "-n", "three-epochs")
+        log, live = run_watching_live(root, "exp", "run", *options, "-n", "three-epochs")
         outputs = outputs_digest(root)
         stale_after = stale(root)
         dvc(root, "exp", "branch", "three-epochs", "experiment")
     finally:
         restore(root)
     return {"base": base, "name": "three-epochs", "branch": "experiment", "log": log,
-            "stale_after": stale_after, "outputs": outputs, "baseline": baseline}
+            "stale_after": stale_after, "outputs": outputs, "baseline": baseline,
+            "live": live}
+
+
+def live_steps(root: Path, name: str) -> list[int]:
+    """The steps of one live metric's series (DVCLive's dvclive/plots/metrics/<name>.tsv)."""
+    lines = (root / f"dvclive/plots/metrics/{name}.tsv").read_text().splitlines()
+    column = lines[0].split("\t").index("step")
+    return [int(line.split("\t")[column]) for line in lines[1:]]
+
+
+def run_watching_live(root: Path, *args: str) -> tuple[str, list | None]:
+    """`dvc <args>` in root, and what `dvc exp show --json` (a second process) showed while
+    the train stage was held (SIGSTOP) just after it logged its first epoch's live metrics
+    (dvclive/metrics.json at step 1); None if it never did."""
+    live = root / "dvclive/metrics.json"
+    before = live.read_bytes() if live.exists() else None
+    process = subprocess.Popen([sys.executable, "-m", "dvc", *args], cwd=root, text=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               env=command_env())
+    seen = None
+    while process.poll() is None and seen is None:
+        try:
+            first = live.read_bytes() != before and json.loads(live.read_text())["step"] == 1
+        except (OSError, ValueError, KeyError):
+            first = False
+        if first:
+            held = list(trainers(processes_under(root)))
+            for pid in held:
+                os.kill(pid, signal.SIGSTOP)
+            try:
+                seen = json.loads(dvc(root, "exp", "show", "--json"))
+            finally:
+                for pid in held:
+                    os.kill(pid, signal.SIGCONT)
+        time.sleep(0.02)
+    log = process.communicate(timeout=900)[0]
+    if process.returncode:
+        raise AssertionError(f"dvc {' '.join(args)} failed:\n{log}")
+    return log, seen
 
 
 def ci_review(root: Path, base: str, out: Path) -> subprocess.CompletedProcess:

@@ -32,6 +32,7 @@ from conftest import (
     copy_workspace,
     digest,
     dvc,
+    live_steps,
     outputs_digest,
     processes_under,
     run_stage,
@@ -148,7 +149,8 @@ def runs(dvc_repo, assets, tmp_path_factory) -> dict:
         results[distribution] = {
             "log": log, "history": pd.read_csv(root / "plots/train/history.csv"),
             "weights": last_checkpoint(root),
-            "metrics": json.loads((root / "metrics/train.json").read_text())}
+            "metrics": json.loads((root / "metrics/train.json").read_text()),
+            "live": live_steps(root, "loss")}
     results["status"] = dvc(root, "status", "train")
     return results
 
@@ -175,6 +177,8 @@ def test_only_the_chief_writes(runs):
     assert "this is worker 1 (writes nothing)" in runs["worker_log"]
     assert "this is worker 0 (the chief, writes the outputs)" in runs["multi_worker"]["log"]
     assert runs["worker_after"] == runs["worker_before"]  # not even resume checkpoints
+    # ...nor live metrics: the chief's series has each epoch once.
+    assert runs["multi_worker"]["live"] == list(range(1, EPOCHS + 1))
 
 
 @pytest.mark.slow

@@ -8,6 +8,7 @@ import yaml
 from conftest import LABELS, dvc, outputs_digest, ran, restore, run_in_process, set_param, stale
 
 from emotion.hardware import has_bfloat16_units
+from emotion.training.live import LOGGED
 
 STAGES = ["download", "eda", "tokenize", "train", "evaluate", "package", "export", "onnx"]
 
@@ -69,6 +70,19 @@ def test_a_param_change_reruns_exactly_its_dependents(dvc_repo, section, key, va
             assert stale(root) == set()
     finally:
         restore(root)
+
+
+@pytest.mark.slow
+def test_a_running_experiment_shows_each_finished_epoch_live(experiment):
+    """While the shared experiment trained (its train stage held just after epoch 1 of 3),
+    `dvc exp show` in a second process showed that epoch's live metrics (DVCLive's
+    dvclive/metrics.json, a top-level metrics file of dvc.yaml) in the workspace's row."""
+    shown = experiment["live"]
+    assert shown is not None, "the train stage never logged epoch 1 live"
+    (workspace,) = [rev for rev in shown if rev.get("rev") == "workspace"]
+    live = workspace["data"]["metrics"]["dvclive/metrics.json"]["data"]
+    assert live["step"] == 1 and set(LOGGED) <= set(live), live
+    assert 0 < live["learning_rate"] <= 3e-3 and live["loss"] > 0
 
 
 @pytest.mark.slow

@@ -20,6 +20,7 @@ import pytest
 from conftest import (
     BUCKETED,
     copy_workspace,
+    live_steps,
     run_stage_in_process,
     stage_ok,
     tiny_params,
@@ -27,6 +28,7 @@ from conftest import (
 )
 
 from emotion.training.checkpoints import KILL_POINTS, KILL_VARIABLE, best_epoch
+from emotion.training.live import LOGGED
 
 EPOCHS = 3
 
@@ -120,6 +122,12 @@ def test_killed_training_resumes_to_identical_weights(killed, tmp_path):
     history = json.loads((project / "models/.checkpoints/state.json").read_text())["history"]
     kept = {f"epoch-{EPOCHS}", f"epoch-{best_epoch(history)}", "state.json"}  # last and best
     assert saved_state(project) == (EPOCHS, sorted(kept))
+    # The live metrics continue the checkpoint's series, each epoch once, though the kill
+    # after state.json's replacement left DVCLive's an epoch behind (step 1 of 2 saved).
+    for name in LOGGED:
+        assert live_steps(project, name) == list(range(1, EPOCHS + 1)), name
+    live = json.loads((project / "dvclive/metrics.json").read_text())
+    assert live["step"] == EPOCHS and live["val_loss"] == history[-1]["val_loss"]
 
 
 def train_one_epoch(project, assets, in_process: bool = False, **options) -> dict:
