@@ -394,6 +394,9 @@ def reproduced_repo(root: Path, assets: dict[str, Path]) -> str:
         (root / "node_modules").symlink_to(ROOT / "node_modules")
     write_params(root, tiny_params(assets))
     sh(root, "git", "init", "-q")
+    # A first commit, as any working repo has: DVCLive (the train stage's live metrics) reads
+    # HEAD, and without one the stage trains without them (emotion/training/live.py).
+    sh(root, "git", "commit", "-q", "--allow-empty", "-m", "empty")
     dvc(root, "init", "-q")
     dvc(root, "config", "core.analytics", "false")
     first = dvc(root, "repro")
