@@ -18,16 +18,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import HARD_TEXTS, LABELS
+from seaweedfs import free_ports
 
 BIN = Path(sys.executable).parent
 PREDICT_VENV = Path(__file__).resolve().parents[1] / ".venv-predict"
 TEXTS = [text for text in HARD_TEXTS if text.strip()]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def call(url: str, body: bytes | dict | None = None, timeout: float = 60
@@ -47,7 +42,7 @@ class Server:
     """An emotion-serve process; stopped (SIGTERM) when the test ends."""
 
     def __init__(self, folder: Path, *options: str, command: Path = BIN / "emotion-serve"):
-        self.port = free_port()
+        self.port = free_ports(1)[0]  # outside the ephemeral range (tests/seaweedfs.py)
         self.url = f"http://127.0.0.1:{self.port}"
         self.process = subprocess.Popen(
             [command, "--model", str(folder), "--port", str(self.port), *options],

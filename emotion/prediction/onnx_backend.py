@@ -22,11 +22,16 @@ import numpy as np
 
 from emotion.errors import PipelineError, first_line
 from emotion.files import read_json
+from emotion.prediction.classifier import Predictions
 
 RUNTIME_FILE = "runtime.json"
 VARIANT_FILES = {"float32": "model.onnx", "int8": "model.int8.onnx"}
 SETTINGS = ("labels", "max_length", "pad_id", "truncation_side", "default")
 REBUILD = "run `dvc repro onnx` (or `dvc pull`)"
+# Texts of different lengths that an int8 graph's batches are checked with when it loads.
+PROBE_TEXTS = ("i feel fine", "ok", "i am so nervous about the exam tomorrow morning",
+               "what a lovely surprise to see all of you here today, thank you so much",
+               "this is unfair", "i miss you")
 
 
 def read_settings(folder: Path) -> dict:
@@ -92,6 +97,24 @@ class OnnxBackend:
         if isinstance(columns, int) and columns != len(self.labels):
             raise PipelineError(f"{path}: gives {columns} scores but {self.folder}/"
                                 f"{RUNTIME_FILE} names {len(self.labels)} labels: {REBUILD}")
+        # int8 kernels are chosen per CPU, and on some a text's scores could depend on its
+        # batch (the onnx stage checks it only where it runs): checked here, on this CPU.
+        if self.variant == "int8" and self.batch_size > 1 and not self.batch_independent():
+            self.batch_size = 1
+
+    def batch_independent(self) -> bool:
+        """Whether PROBE_TEXTS get the same labels and probabilities (within 1e-6) in one
+        batch as one at a time, on this CPU."""
+        ids = self.encode(PROBE_TEXTS)[0]
+        together, batch_size = self.logits(ids), self.batch_size
+        self.batch_size = 1
+        try:
+            alone = self.logits(ids)
+        finally:
+            self.batch_size = batch_size
+        together, alone = (Predictions(self.labels, logits, []) for logits in (together, alone))
+        return (together.top() == alone.top()
+                and float(np.abs(together.probabilities - alone.probabilities).max()) <= 1e-6)
 
     def encode(self, texts: Sequence[str]) -> tuple[list[list[int]], list[bool]]:
         """Token ids of each text, cut at max_length exactly as training's tokenizer cuts

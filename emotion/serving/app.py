@@ -21,7 +21,6 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -36,6 +35,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from emotion.errors import PipelineError, first_line
+from emotion.prediction.classifier import Predictions
 from emotion.serving import protocol
 from emotion.serving.batcher import Batcher, Overloaded
 from emotion.serving.protocol import Limits, RequestError
@@ -98,7 +98,7 @@ def create_app(settings: Settings) -> Starlette:
             os._exit(1)
         classifier = state["classifier"]
         state["batcher"] = batcher = Batcher(
-            lambda texts: classifier.predict(texts).probabilities, settings.max_batch,
+            lambda texts: classifier.predict(texts).logits, settings.max_batch,
             settings.max_wait_ms / 1000, settings.max_queue, metrics.batch_size.observe)
         metrics.queue.set_function(lambda: batcher.queued)
         batcher.start()
@@ -156,7 +156,7 @@ def create_app(settings: Settings) -> Starlette:
             body = protocol.parse_json(await read_body(request))
             texts = parse(body, limits)
             threshold = protocol.min_prob(body)
-            probabilities = await until_disconnect(request, state["batcher"].submit(texts))
+            logits = await until_disconnect(request, state["batcher"].submit(texts))
         except RequestError as refused:
             return error(refused.status, str(refused), route)
         except Overloaded as full:
@@ -166,18 +166,18 @@ def create_app(settings: Settings) -> Starlette:
             return Response(status_code=499)
         metrics.requests.labels(route, "200").inc()
         metrics.latency.labels(route).observe(time.perf_counter() - start)
-        return JSONResponse(respond(body, np.asarray(probabilities),
-                                    state["classifier"].labels, threshold))
+        return JSONResponse(respond(body, Predictions(state["classifier"].labels, logits, []),
+                                    threshold))
 
     async def oip_infer(request: Request) -> Response:
         return await infer(request, "v2_infer", protocol.oip_texts,
-                           lambda body, probabilities, labels, threshold: protocol.oip_response(
-                               settings.name, body, probabilities, labels, threshold))
+                           lambda body, predictions, threshold: protocol.oip_response(
+                               settings.name, body, predictions, threshold))
 
     async def tf_predict(request: Request) -> Response:
         return await infer(request, "v1_predict", protocol.predict_texts,
-                           lambda body, probabilities, labels, threshold:
-                           protocol.predict_response(probabilities, labels, threshold))
+                           lambda body, predictions, threshold:
+                           protocol.predict_response(predictions, threshold))
 
     async def live(request: Request) -> Response:
         return JSONResponse({"live": True})

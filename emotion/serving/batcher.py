@@ -31,7 +31,8 @@ class _Request:
 
 
 class Batcher:
-    """Runs `predict` (texts -> probabilities [texts, labels]) on batches of queued texts."""
+    """Runs `predict` (texts -> an array with a row per text, e.g. logits) on batches of
+    queued texts."""
 
     def __init__(self, predict: Callable[[list[str]], np.ndarray], max_batch: int,
                  max_wait: float, max_queue: int,
@@ -54,8 +55,8 @@ class Batcher:
             self._task.cancel()
 
     async def submit(self, texts: Sequence[str]) -> np.ndarray:
-        """Probabilities of `texts`, once their batch has run; Overloaded at once if the
-        queue is full."""
+        """The rows of `predict` for `texts`, once their batch has run; Overloaded at once if
+        the queue is full."""
         if self.queued + len(texts) > self.max_queue:
             raise Overloaded(f"{self.queued} texts queued (limit {self.max_queue})")
         request = _Request(texts, asyncio.get_running_loop().create_future())
@@ -87,7 +88,7 @@ class Batcher:
             texts = [text for request in batch for text in request.texts]
             self.on_batch(len(texts))
             try:
-                probabilities = await loop.run_in_executor(None, self.predict, texts)
+                rows = await loop.run_in_executor(None, self.predict, texts)
             except Exception as error:  # these requests get the error; the server goes on
                 for request in batch:
                     if not request.done.done():
@@ -96,7 +97,7 @@ class Batcher:
             start = 0
             for request in batch:
                 if not request.done.done():
-                    request.done.set_result(probabilities[start:start + len(request.texts)])
+                    request.done.set_result(rows[start:start + len(request.texts)])
                 start += len(request.texts)
 
     def _take(self) -> list[_Request]:

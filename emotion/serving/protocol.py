@@ -15,7 +15,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
+from emotion.prediction.classifier import Predictions
 
 
 class RequestError(Exception):
@@ -84,14 +84,6 @@ def min_prob(body: dict) -> float | None:
     return float(value)
 
 
-def labels_of(probabilities: np.ndarray, labels: list[str], threshold: float | None
-              ) -> list[str | None]:
-    """The top label of each row; None where its probability is below `threshold`."""
-    best = probabilities.argmax(axis=1)
-    return [labels[i] if threshold is None or row[i] >= threshold else None
-            for i, row in zip(best, probabilities)]
-
-
 def oip_texts(body: Any, limits: Limits) -> list[str]:
     """The texts of an OIP infer request."""
     if not isinstance(body, dict):
@@ -113,11 +105,11 @@ def oip_texts(body: Any, limits: Limits) -> list[str]:
     return texts
 
 
-def oip_response(name: str, body: dict, probabilities: np.ndarray, labels: list[str],
-                 threshold: float | None) -> dict:
+def oip_response(name: str, body: dict, predictions: Predictions, threshold: float | None
+                 ) -> dict:
     """An OIP infer response: label (BYTES [N]; empty below min_prob) and probabilities
     (FP32 [N, labels])."""
-    top = labels_of(probabilities, labels, threshold)
+    top, probabilities = predictions.top(threshold), predictions.probabilities
     response = {"model_name": name, "outputs": [
         {"name": "label", "datatype": "BYTES", "shape": [len(top)],
          "data": [label or "" for label in top]},
@@ -140,10 +132,9 @@ def predict_texts(body: Any, limits: Limits) -> list[str]:
     return check_texts(instances, "instances", limits)
 
 
-def predict_response(probabilities: np.ndarray, labels: list[str],
-                     threshold: float | None) -> dict:
+def predict_response(predictions: Predictions, threshold: float | None) -> dict:
     """A TF Serving predict response: per text, its label (null below min_prob) and its
     probabilities in the model's label order."""
     return {"predictions": [
         {"label": label, "probabilities": row.tolist()}
-        for label, row in zip(labels_of(probabilities, labels, threshold), probabilities)]}
+        for label, row in zip(predictions.top(threshold), predictions.probabilities)]}
