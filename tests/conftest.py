@@ -490,6 +490,26 @@ def live_steps(root: Path, name: str) -> list[int]:
     return [int(line.split("\t")[column]) for line in lines[1:]]
 
 
+def live_step(workspace: Path) -> int | None:
+    """The step of a workspace's live metrics (dvclive/metrics.json); None if there are none
+    (yet, or half-written)."""
+    try:
+        return json.loads((workspace / "dvclive/metrics.json").read_text())["step"]
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def shown_while_held(root: Path, held: dict[int, dict]) -> list:
+    """`dvc exp show --json` in root while the processes `held` are stopped (SIGSTOP)."""
+    for pid in held:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        return json.loads(dvc(root, "exp", "show", "--json"))
+    finally:
+        for pid in held:
+            os.kill(pid, signal.SIGCONT)
+
+
 def run_watching_live(root: Path, *args: str) -> tuple[str, list | None]:
     """`dvc <args>` in root, and what `dvc exp show --json` (a second process) showed while
     the train stage was held (SIGSTOP) just after it logged its first epoch's live metrics
@@ -501,19 +521,8 @@ def run_watching_live(root: Path, *args: str) -> tuple[str, list | None]:
                                env=command_env())
     seen = None
     while process.poll() is None and seen is None:
-        try:
-            first = live.read_bytes() != before and json.loads(live.read_text())["step"] == 1
-        except (OSError, ValueError, KeyError):
-            first = False
-        if first:
-            held = list(trainers(processes_under(root)))
-            for pid in held:
-                os.kill(pid, signal.SIGSTOP)
-            try:
-                seen = json.loads(dvc(root, "exp", "show", "--json"))
-            finally:
-                for pid in held:
-                    os.kill(pid, signal.SIGCONT)
+        if live_step(root) == 1 and live.read_bytes() != before:
+            seen = shown_while_held(root, trainers(processes_under(root)))
         time.sleep(0.02)
     log = process.communicate(timeout=900)[0]
     if process.returncode:
@@ -591,7 +600,7 @@ def queued_experiments(dvc_repo, tmp_path_factory) -> dict:
         subprocess.run([sys.executable, "-m", "dvc", "queue", "start", "-j", "2"], cwd=root,
                        env=command_env(THREAD_CAP), stdout=log, stderr=subprocess.STDOUT,
                        check=True)
-    seen, most_at_once, seen_any = {}, 0, False
+    seen, most_at_once, seen_any, live = {}, 0, False, None
     deadline = time.monotonic() + QUEUE_TIMEOUT
     while time.monotonic() < deadline:  # until the workers (cwd: the repo) are gone
         running = processes_under(root)
@@ -599,10 +608,12 @@ def queued_experiments(dvc_repo, tmp_path_factory) -> dict:
         now = trainers(running)
         seen.update(now)
         most_at_once = max(most_at_once, len(now))
+        if live is None and any(live_step(Path(info["cwd"])) == 1 for info in now.values()):
+            live = shown_while_held(root, now)  # a worker's first epoch is logged live
         if seen_any and not running:
             break
         time.sleep(0.2)
     status = dvc(root, "queue", "status")
     assert seen_any and not processes_under(root), f"queue still running:\n{status}"
     return {"root": root, "most_at_once": most_at_once, "trainers": seen,
-            "status": status, "workspace_before": workspace_before}
+            "status": status, "workspace_before": workspace_before, "live": live}

@@ -6,6 +6,8 @@ import re
 
 from conftest import THREAD_CAP, dvc, ran, sh, workspace_state
 
+from emotion.training.live import LOGGED
+
 
 def queue_states(status: str) -> dict[str, str]:
     """Experiment name -> state, from `dvc queue status`."""
@@ -25,6 +27,20 @@ def test_two_experiments_train_at_once_each_in_its_own_workspace(queued_experime
     # The thread cap given to `dvc queue start` reaches every worker's training process.
     for info in trainers:
         assert {name: info["environ"].get(name) for name in THREAD_CAP} == THREAD_CAP
+
+
+def test_a_running_queued_experiment_shows_its_finished_epochs_live(queued_experiments):
+    """While the workers trained (held just after one of them logged epoch 1 of 2 live, in
+    its temporary workspace), `dvc exp show` in the repo listed that experiment as running,
+    with the epoch's live metrics (dvclive/metrics.json) read from its workspace."""
+    shown = queued_experiments["live"]
+    assert shown is not None, "no queued experiment logged its first epoch live"
+    running = [exp for row in shown for exp in (row.get("experiments") or [])
+               if (exp.get("executor") or {}).get("state") == "running"]
+    live = [exp["revs"][0]["data"]["metrics"].get("dvclive/metrics.json", {}).get("data")
+            for exp in running]
+    assert {exp["name"] for exp in running} <= {"seed-1", "seed-2", "broken"}, running
+    assert any(data and data["step"] == 1 and set(LOGGED) <= set(data) for data in live), live
 
 
 def test_each_finished_experiment_shows_its_own_metrics(queued_experiments):
