@@ -262,10 +262,17 @@ def test_push_killed_midway_is_completed_by_the_next_push(dvc_repo, s3, tmp_path
     push = subprocess.Popen([sys.executable, "-m", "tools.remote", "push", "-j", "1"], cwd=a,
                             text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             preexec_fn=as_in_a_terminal)
-    while len(s3.keys(PREFIX)) < 50 and push.poll() is None:
-        time.sleep(0.05)
+    # The push runs only between two listings (held by SIGSTOP while one lists the bucket),
+    # so it cannot finish between the listing that sees 50 objects and the server's kill.
+    while push.poll() is None:
+        os.killpg(push.pid, signal.SIGSTOP)
+        if len(s3.keys(PREFIX)) >= 50:
+            break
+        os.killpg(push.pid, signal.SIGCONT)
+        time.sleep(0.1)
     assert push.poll() is None, "the push ended before the server could be killed"
     s3.kill()
+    os.killpg(push.pid, signal.SIGCONT)
     time.sleep(1.0)
     os.killpg(push.pid, signal.SIGINT)  # the user gives up on DVC's retries: Ctrl-C
     _, stderr = push.communicate(timeout=120)
