@@ -27,43 +27,27 @@ from emotion.data import read_split
 from emotion.hardware import cpu_model, speed_flags
 from emotion.packaging.onnx_graph import convert
 from emotion.paths import MODEL_DIR, ONNX_DIR, RAW_DIR
-from emotion.prediction.onnx_backend import OnnxBackend
+from emotion.prediction.classifier import Predictions
+from emotion.prediction.onnx_backend import OnnxBackend, padded_batches
 from emotion.tensorflow_backend import TensorFlowBackend
 
 
-def batches(ids: list[list[int]], size: int):
-    order = sorted(range(len(ids)), key=lambda i: (len(ids[i]), i))
-    for start in range(0, len(order), size):
-        rows = order[start:start + size]
-        width = len(ids[rows[-1]])
-        tokens = np.zeros((len(rows), width), np.int32)
-        mask = np.zeros((len(rows), width), np.int32)
-        for row, index in enumerate(rows):
-            tokens[row, :len(ids[index])] = ids[index]
-            mask[row, :len(ids[index])] = 1
-        yield rows, tokens, mask
-
-
-def measure(run, ids: list[list[int]]) -> tuple[float, float, np.ndarray]:
+def measure(run, ids: list[list[int]], labels: int, pad_id: int
+            ) -> tuple[float, float, np.ndarray]:
     """texts/s in batches of 64, median one-text ms, and the logits."""
-    logits = np.empty((len(ids), 6), np.float32)
-    for _, tokens, mask in batches(ids[:64], 64):  # warm-up
+    logits = np.empty((len(ids), labels), np.float32)
+    for _, tokens, mask in padded_batches(ids[:64], 64, pad_id):  # warm-up
         run(tokens, mask)
     start = time.perf_counter()
-    for rows, tokens, mask in batches(ids, 64):
+    for rows, tokens, mask in padded_batches(ids, 64, pad_id):
         logits[rows] = run(tokens, mask)
     rate = len(ids) / (time.perf_counter() - start)
     times = []
-    for _, tokens, mask in list(batches(ids, 1))[:220]:
+    for _, tokens, mask in list(padded_batches(ids, 1, pad_id))[:220]:
         began = time.perf_counter()
         run(tokens, mask)
         times.append((time.perf_counter() - began) * 1000)
     return rate, statistics.median(times[20:]), logits
-
-
-def probabilities(logits: np.ndarray) -> np.ndarray:
-    exp = np.exp(logits - logits.max(axis=1, keepdims=True))
-    return exp / exp.sum(axis=1, keepdims=True)
 
 
 def main() -> None:
@@ -73,7 +57,8 @@ def main() -> None:
     print(f"CPU: {cpu_model()} [{' '.join(speed_flags())}]; onnxruntime "
           f"{onnxruntime.__version__}, OpenVINO {openvino.__version__}")
     texts = list(read_split(RAW_DIR, "test")["text"])
-    ids, _ = OnnxBackend(ONNX_DIR, 64, "float32").encode(texts)
+    runtime = OnnxBackend(ONNX_DIR, 64, "float32")
+    ids, _ = runtime.encode(texts)
     with tempfile.TemporaryDirectory() as scratch:
         standard = Path(scratch) / "standard.onnx"
         convert(TensorFlowBackend(MODEL_DIR).model, standard)
@@ -95,10 +80,11 @@ def main() -> None:
         print(f"{'runtime and graph':<46} {'texts/s':>8} {'one text ms':>12} "
               f"{'max prob diff':>14}")
         for name, run in runs.items():
-            rate, latency, logits = measure(run, ids)
+            rate, latency, logits = measure(run, ids, len(runtime.labels), runtime.pad_id)
+            scores = Predictions(runtime.labels, logits, []).probabilities
             if reference is None:
-                reference = probabilities(logits)
-            difference = np.abs(probabilities(logits) - reference).max()
+                reference = scores
+            difference = np.abs(scores - reference).max()
             print(f"{name:<46} {rate:8.1f} {latency:12.2f} {difference:14.2e}", flush=True)
 
 

@@ -15,7 +15,7 @@ The folder (models/onnx by default):
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -49,6 +49,22 @@ def read_settings(folder: Path) -> dict:
     if missing:
         raise PipelineError(f"{path}: no {', '.join(missing)}: {REBUILD}")
     return settings
+
+
+def padded_batches(input_ids: Sequence[Sequence[int]], batch_size: int, pad_id: int
+                   ) -> Iterator[tuple[list[int], np.ndarray, np.ndarray]]:
+    """Length-sorted batches of the sequences: each batch's positions in input_ids, its ids
+    padded with pad_id to its longest sequence, and its attention mask (int32 arrays)."""
+    order = sorted(range(len(input_ids)), key=lambda i: (len(input_ids[i]), i))
+    for start in range(0, len(order), batch_size):
+        batch = order[start:start + batch_size]
+        width = len(input_ids[batch[-1]])
+        ids = np.full((len(batch), width), pad_id, np.int32)
+        mask = np.zeros((len(batch), width), np.int32)
+        for row, index in enumerate(batch):
+            ids[row, :len(input_ids[index])] = input_ids[index]
+            mask[row, :len(input_ids[index])] = 1
+        yield batch, ids, mask
 
 
 class OnnxBackend:
@@ -126,16 +142,8 @@ class OnnxBackend:
     def logits(self, input_ids: Sequence[Sequence[int]]) -> np.ndarray:
         """Logits of every sequence, in input order; batches are length-sorted, so little
         padding is computed."""
-        order = sorted(range(len(input_ids)), key=lambda i: (len(input_ids[i]), i))
         logits = np.empty((len(input_ids), len(self.labels)), np.float32)
-        for start in range(0, len(order), self.batch_size):
-            batch = order[start:start + self.batch_size]
-            width = len(input_ids[batch[-1]])
-            ids = np.full((len(batch), width), self.pad_id, np.int32)
-            mask = np.zeros((len(batch), width), np.int32)
-            for row, index in enumerate(batch):
-                ids[row, :len(input_ids[index])] = input_ids[index]
-                mask[row, :len(input_ids[index])] = 1
+        for batch, ids, mask in padded_batches(input_ids, self.batch_size, self.pad_id):
             (logits[batch],) = self.session.run(None, {"input_ids": ids, "attention_mask": mask})
         return logits
 
