@@ -28,6 +28,7 @@ from pathlib import Path
 import pytest
 import yaml
 from filelock import FileLock
+from hypothesis import HealthCheck, settings
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # stages and tools are run in-process from any cwd
@@ -35,6 +36,11 @@ if str(ROOT) not in sys.path:  # stages and tools are run in-process from any cw
 
 from emotion.process import TENSORFLOW_ENV  # noqa: E402
 
+# Property-based tests: the same examples on every run and machine (derandomized, no example
+# database), bounded by each test's max_examples, never by a clock.
+settings.register_profile("suite", derandomize=True, database=None, deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("suite")
 # This process runs stages in-process and imports TensorFlow as they do: with their settings
 # (the stage processes the suite starts set the same ones themselves).
 os.environ.update(TENSORFLOW_ENV)
