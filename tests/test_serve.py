@@ -41,12 +41,14 @@ def call(url: str, body: bytes | dict | None = None, timeout: float = 60
 class Server:
     """An emotion-serve process; stopped (SIGTERM) when the test ends."""
 
-    def __init__(self, folder: Path, *options: str, command: Path = BIN / "emotion-serve"):
+    def __init__(self, folder: Path, *options: str, command: Path = BIN / "emotion-serve",
+                 env: dict[str, str] | None = None):
         self.port = free_ports(1)[0]  # outside the ephemeral range (tests/seaweedfs.py)
         self.url = f"http://127.0.0.1:{self.port}"
         self.process = subprocess.Popen(
             [command, "--model", str(folder), "--port", str(self.port), *options],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            env={**os.environ, **(env or {})})
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             assert self.process.poll() is None, self.process.stdout.read()
@@ -172,6 +174,15 @@ TEXT_INPUT = {"name": "text", "datatype": "BYTES", "shape": [1], "data": ["i am 
     (INFER, {"inputs": [{**TEXT_INPUT, "data": ["é" * 600]}]}, 413, "inputs[0].data[0]"),
     ("/v2/models/other/infer", {"inputs": [TEXT_INPUT]}, 404, "model 'other'"),
     ("/v1/models/emotion:predict", {"rows": ["i am glad"]}, 400, "instances"),
+    # Found by trying what clients and attackers send (#43): each was a plain-text 500 or 404,
+    # or accepted.
+    pytest.param(INFER, b"[" * 50_000, 400, "body: JSON nested too deeply", id="deep-json"),
+    (INFER, {"inputs": [{**TEXT_INPUT, "shape": [1.0]}]}, 400, "inputs[0].shape"),
+    (INFER, {"inputs": [{**TEXT_INPUT, "shape": [True]}]}, 400, "inputs[0].shape"),
+    (INFER, None, 405, "GET /v2/models/emotion/infer: method not allowed"),
+    ("/v2/nothing/here", None, 404, "GET /v2/nothing/here: no such route"),
+    ("/v2/models/emotion/versions/2/infer", {"inputs": [TEXT_INPUT]}, 404, "version '2'"),
+    ("/v2/models/emotion/versions/2", None, 404, "version '2'"),
 ])
 def test_a_bad_request_gets_a_one_line_error_naming_the_field(limited_server, path, body,
                                                                status, names):
@@ -280,3 +291,80 @@ def test_the_page_labels_a_typed_text_in_chromium(serve):
         assert browser.find_element(By.ID, "error").text == ""
     finally:
         browser.quit()
+
+
+def test_triton_shapes_and_versioned_routes_answer_as_the_plain_ones(limited_server):
+    server = limited_server
+    texts = ["i am glad", "i am so scared"]
+    plain = server.infer(texts)
+    body = {"inputs": [{"name": "text", "datatype": "BYTES", "shape": [2, 1], "data": texts}]}
+    for path in (INFER, "/v2/models/emotion/versions/1/infer"):
+        status, answer, _ = call(server.url + path, body)
+        assert status == 200 and answer["outputs"] == plain[1]["outputs"]
+    assert call(f"{server.url}/v2/models/emotion/versions/1")[1]["versions"] == ["1"]
+    assert call(f"{server.url}/v2/models/emotion/versions/1/ready")[0] == 200
+
+
+def test_slow_and_idle_clients_are_closed_and_never_hold_the_server(serve):
+    """50 connections that send nothing, half their headers or half their body: a normal
+    client is still answered at once, every slow one is closed within its deadline (the
+    half bodies with a 408 in JSON), and a connection over the cap is closed at once."""
+    server = serve("--header-timeout", "1.5", "--body-timeout", "1.5",
+                   "--keep-alive-timeout", "1", "--max-connections", "56")
+    head = (b"POST /v2/models/emotion/infer HTTP/1.1\r\nHost: x\r\n"
+            b"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n")
+    sends = [b""] * 20 + [head[:30]] * 15 + [head + b'{"inputs": '] * 15
+    slow = []
+    for data in sends:
+        client = socket.create_connection(("127.0.0.1", server.port))
+        client.sendall(data)
+        slow.append(client)
+    start = time.monotonic()
+    assert server.infer(["i am glad"])[0] == 200
+    assert time.monotonic() - start < 1.0  # not queued behind the slow ones
+    over = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(10)]
+    answers = []
+    for client in slow + over:
+        client.settimeout(10)
+        received = b""
+        while chunk := client.recv(65536):
+            received += chunk
+        answers.append(received)
+        client.close()
+    closed_after = time.monotonic() - start
+    assert closed_after < 5, closed_after  # 1.5 s deadlines, not the 10 s read timeout
+    assert answers[:35] == [b""] * 35  # closed with nothing said: no request came
+    for answer in answers[35:50]:
+        assert answer.startswith(b"HTTP/1.1 408 ") and b'"error":"body: not received' in answer
+    assert answers[50:].count(b"") >= 5  # the connections past the cap of 56
+    assert server.infer(["i am glad"])[0] == 200
+    assert metric(server, 'emotion_requests_total{route="v2_infer",status="408"}') == 15
+
+
+def test_a_failing_model_run_is_a_json_500_for_its_batch_only(serve):
+    server = serve(env={"EMOTION_SERVE_FAULT": "this text breaks the model"})
+    status, answer, _ = server.infer(["this text breaks the model"])
+    assert status == 500 and answer["error"].startswith("model: failed (RuntimeError: ")
+    assert server.infer(["i am glad"])[0] == 200
+    assert metric(server, 'emotion_requests_total{route="v2_infer",status="500"}') == 1
+    assert "error: v2_infer: RuntimeError" in server.stop()
+
+
+@pytest.mark.parametrize("damage", ["max_length not a number", "graph truncated"])
+def test_a_model_that_fails_to_load_ends_the_server_with_one_line(runtime_folders, tmp_path,
+                                                                  damage):
+    folder = tmp_path / "onnx"
+    shutil.copytree(runtime_folders["onnx"], folder)
+    if damage == "max_length not a number":
+        settings = json.loads((folder / "runtime.json").read_text())
+        (folder / "runtime.json").write_text(json.dumps({**settings, "max_length": "long"}))
+    else:
+        for graph in folder.glob("*.onnx"):
+            graph.write_bytes(graph.read_bytes()[:2000])
+    port = free_ports(1)[0]
+    result = subprocess.run([BIN / "emotion-serve", "--model", str(folder), "--port",
+                             str(port)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1, result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and str(folder) in errors[0], result.stderr
+    assert "Traceback" not in result.stderr

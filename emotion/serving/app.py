@@ -3,8 +3,10 @@ TF Serving's REST predict, Prometheus metrics, and a page for people at `/`.
 
 The model (an ONNX runtime folder, on the onnx backend) loads in a thread when the server
 starts; until it is loaded and has labelled one text, `/v2/health/ready` and the model's
-ready route answer 503 and inference answers 503 with Retry-After. A folder that cannot load
-ends the process with a one-line error and exit status 1.
+ready route answer 503 and inference answers 503 with Retry-After. A model that cannot load,
+whatever the reason, ends the process with a one-line error and exit status 1. Every error
+is a JSON body `{"error": "<one line>"}` with its status, counted in /metrics; a body is
+parsed off the event loop, and must arrive within the body timeout (408).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from prometheus_client import (
     generate_latest,
 )
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
@@ -38,10 +41,14 @@ from emotion.errors import PipelineError, first_line
 from emotion.prediction.classifier import Predictions
 from emotion.serving import protocol
 from emotion.serving.batcher import Batcher, Overloaded
+from emotion.serving.connections import draining
 from emotion.serving.protocol import Limits, RequestError
 
 VERSION = "1"
 RETRY_AFTER = "1"  # seconds, in 503 answers
+# The tests' fault hook: a model batch holding this exact text fails (as an exception in the
+# model run would), so that its requests' 500s can be checked. Unset: no effect.
+FAULT_VARIABLE = "EMOTION_SERVE_FAULT"
 
 
 @dataclass
@@ -56,6 +63,10 @@ class Settings:
     max_queue: int = 1024
     max_texts: int = 256
     max_text_bytes: int = 4096
+    header_timeout: float = 10.0  # seconds for a request's line and headers
+    body_timeout: float = 30.0  # seconds for its body
+    keep_alive_timeout: float = 5.0  # an idle connection between requests
+    max_connections: int = 512
 
 
 class Metrics:
@@ -89,6 +100,11 @@ def create_app(settings: Settings) -> Starlette:
         classifier.predict(["warming up"])
         state["classifier"] = classifier
 
+    def run_model(texts: list[str]):
+        if os.environ.get(FAULT_VARIABLE) in texts:
+            raise RuntimeError(f"{FAULT_VARIABLE}: a failure injected by a test")
+        return state["classifier"].predict(texts).logits
+
     async def startup() -> None:
         loop = asyncio.get_running_loop()
         try:
@@ -96,9 +112,13 @@ def create_app(settings: Settings) -> Starlette:
         except PipelineError as failure:  # a damaged folder: the server cannot serve
             print(f"error: {first_line(failure)}", file=sys.stderr, flush=True)
             os._exit(1)
-        classifier = state["classifier"]
+        except BaseException as failure:  # anything else (ONNX Runtime, memory): the same
+            print(f"error: {settings.model}: the model cannot load "
+                  f"({type(failure).__name__}: {first_line(failure)})", file=sys.stderr,
+                  flush=True)
+            os._exit(1)
         state["batcher"] = batcher = Batcher(
-            lambda texts: classifier.predict(texts).logits, settings.max_batch,
+            run_model, settings.max_batch,
             settings.max_wait_ms / 1000, settings.max_queue, metrics.batch_size.observe)
         metrics.queue.set_function(lambda: batcher.queued)
         batcher.start()
@@ -119,11 +139,19 @@ def create_app(settings: Settings) -> Starlette:
 
     async def read_body(request: Request) -> bytes:
         limit = limits.max_texts * (limits.max_text_bytes * 6 + 16) + 4096  # JSON-escaped
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > limit:
+            raise RequestError(413, f"body: {declared} bytes, more than {limit}")
         body = bytearray()
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > limit:
-                raise RequestError(413, f"body: more than {limit} bytes")
+        try:
+            async with asyncio.timeout(settings.body_timeout):
+                async for chunk in request.stream():
+                    body += chunk
+                    if len(body) > limit:
+                        raise RequestError(413, f"body: more than {limit} bytes")
+        except TimeoutError:
+            raise RequestError(408, f"body: not received within {settings.body_timeout:g} s"
+                               ) from None
         return bytes(body)
 
     async def until_disconnect(request: Request, work: Awaitable) -> Any:
@@ -146,6 +174,10 @@ def create_app(settings: Settings) -> Starlette:
         if name != settings.name:
             raise RequestError(404, f"model {name!r}: not served here (this server serves "
                                     f"{settings.name!r})")
+        version = request.path_params.get("version", VERSION)
+        if version != VERSION:
+            raise RequestError(404, f"model {name!r} version {version!r}: not served here "
+                                    f"(this server serves version {VERSION!r})")
 
     async def infer(request: Request, route: str, parse, respond) -> Response:
         start = time.perf_counter()
@@ -153,7 +185,7 @@ def create_app(settings: Settings) -> Starlette:
             model_named(request)
             if not state["ready"]:
                 raise RequestError(503, "model: loading")
-            body = protocol.parse_json(await read_body(request))
+            body = await asyncio.to_thread(protocol.parse_json, await read_body(request))
             texts = parse(body, limits)
             threshold = protocol.min_prob(body)
             logits = await until_disconnect(request, state["batcher"].submit(texts))
@@ -164,6 +196,11 @@ def create_app(settings: Settings) -> Starlette:
         except ClientDisconnect:
             metrics.requests.labels(route, "499").inc()
             return Response(status_code=499)
+        except Exception as failure:  # the model run failed: this batch's requests only
+            print(f"error: {route}: {type(failure).__name__}: {first_line(failure)}",
+                  file=sys.stderr, flush=True)
+            return error(500, f"model: failed ({type(failure).__name__}: "
+                              f"{first_line(failure)})", route)
         metrics.requests.labels(route, "200").inc()
         metrics.latency.labels(route).observe(time.perf_counter() - start)
         return JSONResponse(respond(body, Predictions(state["classifier"].labels, logits, []),
@@ -182,16 +219,19 @@ def create_app(settings: Settings) -> Starlette:
     async def live(request: Request) -> Response:
         return JSONResponse({"live": True})
 
+    def is_ready() -> bool:
+        return state["ready"] and not draining.is_set()
+
     async def ready(request: Request) -> Response:
-        return JSONResponse({"ready": state["ready"]}, 200 if state["ready"] else 503)
+        return JSONResponse({"ready": is_ready()}, 200 if is_ready() else 503)
 
     async def model_ready(request: Request) -> Response:
         try:
             model_named(request)
         except RequestError as refused:
             return error(refused.status, str(refused), "v2_model_ready")
-        return JSONResponse({"name": settings.name, "ready": state["ready"]},
-                            200 if state["ready"] else 503)
+        return JSONResponse({"name": settings.name, "ready": is_ready()},
+                            200 if is_ready() else 503)
 
     async def server_metadata(request: Request) -> Response:
         return JSONResponse({"name": "emotion-serve", "version": VERSION, "extensions": []})
@@ -219,14 +259,26 @@ def create_app(settings: Settings) -> Starlette:
     async def home(request: Request) -> Response:
         return HTMLResponse(page.replace("{{MODEL}}", json.dumps(settings.name)))
 
+    async def http_error(request: Request, failure: HTTPException) -> Response:
+        """Starlette's own refusals (no such route, a method not allowed) as JSON too."""
+        what = {404: "no such route", 405: "method not allowed"}.get(
+            failure.status_code, failure.detail)
+        response = error(failure.status_code, f"{request.method} {request.url.path}: {what}",
+                         "unrouted")
+        response.headers.update(failure.headers or {})
+        return response
+
+    model = "/v2/models/{name}"
+    versioned = "/v2/models/{name}/versions/{version}"
     return Starlette(routes=[
         Route("/", home),
         Route("/v2/health/live", live),
         Route("/v2/health/ready", ready),
         Route("/v2", server_metadata),
-        Route("/v2/models/{name}", model_metadata),
-        Route("/v2/models/{name}/ready", model_ready),
-        Route("/v2/models/{name}/infer", oip_infer, methods=["POST"]),
+        *(route for prefix in (model, versioned) for route in (
+            Route(prefix, model_metadata),
+            Route(f"{prefix}/ready", model_ready),
+            Route(f"{prefix}/infer", oip_infer, methods=["POST"]))),
         Route("/v1/models/{name}:predict", tf_predict, methods=["POST"]),
         Route("/metrics", prometheus),
-    ], lifespan=begin)
+    ], lifespan=begin, exception_handlers={HTTPException: http_error})

@@ -18,6 +18,7 @@ from emotion.errors import PipelineError, first_line
 from emotion.paths import ONNX_DIR
 from emotion.prediction.onnx_backend import VARIANT_FILES, read_settings
 from emotion.serving.app import Settings, create_app
+from emotion.serving.connections import serve
 
 SETTINGS_VARIABLE = "EMOTION_SERVE_SETTINGS"  # how --workers N hands the settings over
 
@@ -51,12 +52,30 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="texts a request; beyond, 413; default: %(default)s")
     parser.add_argument("--max-text-bytes", type=int, default=defaults.max_text_bytes,
                         help="UTF-8 bytes a text; beyond, 413; default: %(default)s")
+    parser.add_argument("--header-timeout", type=float, default=defaults.header_timeout,
+                        help="seconds for a request's line and headers to arrive, from the "
+                        "connection or the previous response on; then the connection is "
+                        "closed; default: %(default)s")
+    parser.add_argument("--body-timeout", type=float, default=defaults.body_timeout,
+                        help="seconds for a request's body to arrive; then 408; default: "
+                        "%(default)s")
+    parser.add_argument("--keep-alive-timeout", type=float,
+                        default=defaults.keep_alive_timeout,
+                        help="seconds an idle connection stays open between requests; "
+                        "default: %(default)s")
+    parser.add_argument("--max-connections", type=int, default=defaults.max_connections,
+                        help="open connections a process at most; one more is closed at "
+                        "once; default: %(default)s")
     args = parser.parse_args(argv)
-    for name in ("workers", "max_batch", "max_queue", "max_texts", "max_text_bytes"):
+    for name in ("workers", "max_batch", "max_queue", "max_texts", "max_text_bytes",
+                 "max_connections"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
     if args.threads < 0 or args.max_wait_ms < 0:
         parser.error("--threads and --max-wait-ms cannot be negative")
+    for name in ("header_timeout", "body_timeout", "keep_alive_timeout"):
+        if not getattr(args, name) > 0:
+            parser.error(f"--{name.replace('_', '-')} must be more than 0")
     return args
 
 
@@ -67,8 +86,6 @@ def app_from_environment():
 
 
 def main(argv: list[str] | None = None) -> None:
-    import uvicorn
-
     args = parse_args(argv)
     settings = Settings(**{field.name: getattr(args, field.name)
                            for field in dataclasses.fields(Settings)})
@@ -77,18 +94,21 @@ def main(argv: list[str] | None = None) -> None:
     except PipelineError as error:
         print(f"error: {first_line(error)}", file=sys.stderr)
         sys.exit(1)
-    options = {"host": args.host, "port": args.port, "timeout_graceful_shutdown": 30}
+    options = {"host": args.host, "port": args.port, "timeout_graceful_shutdown": 30,
+               "timeout_keep_alive": settings.keep_alive_timeout,
+               "header_timeout": settings.header_timeout,
+               "max_connections": settings.max_connections}
     # uvicorn shuts down gracefully on SIGTERM/SIGINT, then raises the signal again for the
     # handler it found: this one, so a finished shutdown exits 0 (by default: killed, -15).
     for stop in (signal.SIGTERM, signal.SIGINT):
         signal.signal(stop, lambda number, frame: sys.exit(0))
     if args.workers == 1:
-        uvicorn.run(create_app(settings), **options)
+        serve(create_app(settings), **options)
     else:
         os.environ[SETTINGS_VARIABLE] = json.dumps(
             {**dataclasses.asdict(settings), "model": str(settings.model)})
-        uvicorn.run("emotion.serving.cli:app_from_environment", factory=True,
-                    workers=args.workers, **options)
+        serve("emotion.serving.cli:app_from_environment", factory=True,
+              workers=args.workers, **options)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from emotion.errors import first_line
 from emotion.prediction.classifier import Predictions
 
 
@@ -42,7 +43,9 @@ def parse_json(body: bytes) -> Any:
     try:
         return json.loads(text)
     except ValueError as error:
-        raise RequestError(400, f"body: not JSON ({error})") from None
+        raise RequestError(400, f"body: not JSON ({first_line(error)})") from None
+    except RecursionError:
+        raise RequestError(400, "body: JSON nested too deeply") from None
 
 
 def check_texts(texts: Any, field: str, limits: Limits) -> list[str]:
@@ -99,9 +102,12 @@ def oip_texts(body: Any, limits: Limits) -> list[str]:
         raise RequestError(400, f"inputs[0].datatype: expected BYTES, got "
                                 f"{json.dumps(tensor.get('datatype'))}")
     texts = check_texts(tensor.get("data"), "inputs[0].data", limits)
-    if tensor.get("shape") != [len(texts)]:
-        raise RequestError(400, f"inputs[0].shape: expected [{len(texts)}] (one dimension, "
-                                f"the number of texts), got {json.dumps(tensor.get('shape'))}")
+    shape = tensor.get("shape")
+    if not (isinstance(shape, list) and all(type(size) is int for size in shape)
+            and shape in ([len(texts)], [len(texts), 1])):
+        raise RequestError(400, f"inputs[0].shape: expected [{len(texts)}] or "
+                                f"[{len(texts)}, 1] (the number of texts), got "
+                                f"{json.dumps(shape)}")
     return texts
 
 
