@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -49,9 +50,15 @@ class Server:
             [command, "--model", str(folder), "--port", str(self.port), *options],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
             env={**os.environ, **(env or {})})
+        # Its output is read as it comes: a full pipe (an access-log line a request) would
+        # block the server on its next log line.
+        self.lines: list[str] = []
+        self.reader = threading.Thread(target=lambda: self.lines.extend(self.process.stdout),
+                                       daemon=True)
+        self.reader.start()
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
-            assert self.process.poll() is None, self.process.stdout.read()
+            assert self.process.poll() is None, self.output()
             try:
                 if call(f"{self.url}/v2/health/ready", timeout=5)[0] == 200:
                     return
@@ -70,7 +77,13 @@ class Server:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
         self.process.wait(timeout=60)
-        return self.process.stdout.read()
+        return self.output()
+
+    def output(self) -> str:
+        """Everything the server printed (once it has exited)."""
+        if self.process.poll() is not None:
+            self.reader.join(timeout=10)
+        return "".join(self.lines)
 
 
 @pytest.fixture
@@ -289,6 +302,15 @@ def test_the_page_labels_a_typed_text_in_chromium(serve):
         assert label in LABELS
         assert len(browser.find_elements(By.CSS_SELECTOR, "#bars .row")) == len(LABELS)
         assert browser.find_element(By.ID, "error").text == ""
+        # The OpenAPI document's page: Swagger UI from the package's files, no CDN.
+        browser.get(server.url + "/v2/docs")
+        operations = WebDriverWait(browser, 30).until(
+            lambda page: page.find_elements(By.CSS_SELECTOR, ".opblock"))
+        paths = call(server.url + "/v2/openapi.json")[1]["paths"]
+        assert len(operations) == sum(len(methods) for methods in paths.values())
+        assert all((element.get_attribute("src") or element.get_attribute("href") or
+                    server.url).startswith(server.url) for element in
+                   browser.find_elements(By.CSS_SELECTOR, "script, link[rel=stylesheet]"))
     finally:
         browser.quit()
 
@@ -344,7 +366,7 @@ def test_slow_and_idle_clients_are_closed_and_never_hold_the_server(serve):
 def test_a_failing_model_run_is_a_json_500_for_its_batch_only(serve):
     server = serve(env={"EMOTION_SERVE_FAULT": "this text breaks the model"})
     status, answer, _ = server.infer(["this text breaks the model"])
-    assert status == 500 and answer["error"].startswith("model: failed (RuntimeError: ")
+    assert status == 500 and answer["error"].startswith("server: failed (RuntimeError: ")
     assert server.infer(["i am glad"])[0] == 200
     assert metric(server, 'emotion_requests_total{route="v2_infer",status="500"}') == 1
     assert "error: v2_infer: RuntimeError" in server.stop()
@@ -368,3 +390,65 @@ def test_a_model_that_fails_to_load_ends_the_server_with_one_line(runtime_folder
     errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
     assert len(errors) == 1 and str(folder) in errors[0], result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_tritonclient_default_calls_work_in_binary_and_json(limited_server):
+    """The real tritonclient, as a Triton user calls it: binary tensors by default (and
+    JSON), shape [N, 1], all outputs or one, a version, a parameter."""
+    import tritonclient.http as triton
+
+    server = limited_server
+    client = triton.InferenceServerClient(f"127.0.0.1:{server.port}")
+    assert client.is_server_live() and client.is_server_ready()
+    assert client.is_model_ready("emotion") and client.is_model_ready("emotion", "1")
+    texts = ["i am glad", "so scared of the dark 😀", "Café naïve"]
+    plain = outputs(server.infer(texts)[1])
+    expected = np.array(plain["probabilities"]["data"], np.float32).reshape(len(texts), -1)
+    for binary in (True, False):
+        tensor = triton.InferInput("text", [len(texts), 1], "BYTES")
+        tensor.set_data_from_numpy(np.array([[text] for text in texts], dtype=object),
+                                   binary_data=binary)
+        result = client.infer("emotion", [tensor])
+        assert [label.decode() for label in result.as_numpy("label")] == plain["label"]["data"]
+        assert np.array_equal(result.as_numpy("probabilities"), expected)
+        result = client.infer("emotion", [tensor], model_version="1", parameters={
+            "min_prob": 1.0}, outputs=[triton.InferRequestedOutput("label", binary_data=binary)])
+        assert [output["name"] for output in result.get_response()["outputs"]] == ["label"]
+        labels = [label.decode() if binary else label for label in result.as_numpy("label")]
+        assert labels == [""] * len(texts)  # all below min_prob 1
+
+
+def test_the_open_inference_client_reads_models_and_versions(limited_server):
+    from open_inference.openapi.client import InferenceRequest, OpenInferenceClient
+    from open_inference.openapi.core.api_error import ApiError
+
+    server = limited_server
+    client = OpenInferenceClient(base_url=server.url)
+    client.check_server_liveness()
+    client.check_model_version_readiness("emotion", "1")
+    assert client.read_model_version_metadata("emotion", "1").versions == ["1"]
+    answer = client.model_version_infer("emotion", "1", request=InferenceRequest(inputs=[
+        {"name": "text", "shape": [2], "datatype": "BYTES", "data": ["i am glad", "sad"]}]))
+    assert answer.outputs[0].data.__root__ == outputs(server.infer(["i am glad", "sad"])[1])[
+        "label"]["data"]
+    with pytest.raises(ApiError) as refused:
+        client.read_model_version_metadata("emotion", "7")
+    assert refused.value.status_code == 404 and "version '7'" in refused.value.body["error"]
+
+
+def test_schemathesis_finds_no_answer_outside_the_openapi_document(limited_server, tmp_path):
+    """Schemathesis drives every route of the served OpenAPI document (its examples, the
+    coverage of each schema's edges, then fuzzing and stateful sequences; deterministic,
+    bounded): every answer has a documented status, content type, headers and a body that
+    matches its schema, and none is a 5xx. (Its checks that any schema-valid request is
+    accepted, and any invalid one refused, cannot hold: the shape must count the texts.)"""
+    result = subprocess.run(
+        [BIN / "st", "run", f"{limited_server.url}/v2/openapi.json", "--checks",
+         "not_a_server_error,status_code_conformance,content_type_conformance,"
+         "response_headers_conformance,response_schema_conformance,unsupported_method,"
+         "allow_header_conformance", "--max-examples", "30", "--generation-deterministic",
+         "--no-color", "--workers", "1", "--report-dir", str(tmp_path)],
+        capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert result.returncode == 0, result.stdout[-6000:]
+    assert "No issues found" in result.stdout
+    assert limited_server.infer(["i am glad"])[0] == 200

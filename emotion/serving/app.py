@@ -35,11 +35,13 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+from swagger_ui_bundle import swagger_ui_path
 
 from emotion.errors import PipelineError, first_line
 from emotion.prediction.classifier import Predictions
-from emotion.serving import protocol
+from emotion.serving import openapi, protocol
 from emotion.serving.batcher import Batcher, Overloaded
 from emotion.serving.connections import draining
 from emotion.serving.protocol import Limits, RequestError
@@ -49,6 +51,16 @@ RETRY_AFTER = "1"  # seconds, in 503 answers
 # The tests' fault hook: a model batch holding this exact text fails (as an exception in the
 # model run would), so that its requests' 500s can be checked. Unset: no effect.
 FAULT_VARIABLE = "EMOTION_SERVE_FAULT"
+# /v2/docs: Swagger UI (swagger-ui-bundle's files, served from the package: no CDN) on the
+# server's OpenAPI document.
+DOCS_PAGE = """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>emotion-serve API</title>
+<link rel="stylesheet" href="/v2/docs/static/swagger-ui.css"></head>
+<body><div id="swagger-ui"></div>
+<script src="/v2/docs/static/swagger-ui-bundle.js"></script>
+<script>window.ui = SwaggerUIBundle({url: "/v2/openapi.json", dom_id: "#swagger-ui"});</script>
+</body></html>
+"""
 
 
 @dataclass
@@ -185,8 +197,10 @@ def create_app(settings: Settings) -> Starlette:
             model_named(request)
             if not state["ready"]:
                 raise RequestError(503, "model: loading")
-            body = await asyncio.to_thread(protocol.parse_json, await read_body(request))
-            texts = parse(body, limits)
+            body, binary = await asyncio.to_thread(
+                protocol.parse_body, await read_body(request),
+                request.headers.get(protocol.BINARY_HEADER))
+            texts = parse(body, limits, binary)
             threshold = protocol.min_prob(body)
             logits = await until_disconnect(request, state["batcher"].submit(texts))
         except RequestError as refused:
@@ -196,25 +210,31 @@ def create_app(settings: Settings) -> Starlette:
         except ClientDisconnect:
             metrics.requests.labels(route, "499").inc()
             return Response(status_code=499)
-        except Exception as failure:  # the model run failed: this batch's requests only
+        except Exception as failure:  # a failed model run (its batch's requests only), or a
+            # defect: either way a JSON 500, logged
             print(f"error: {route}: {type(failure).__name__}: {first_line(failure)}",
                   file=sys.stderr, flush=True)
-            return error(500, f"model: failed ({type(failure).__name__}: "
+            return error(500, f"server: failed ({type(failure).__name__}: "
                               f"{first_line(failure)})", route)
         metrics.requests.labels(route, "200").inc()
         metrics.latency.labels(route).observe(time.perf_counter() - start)
-        return JSONResponse(respond(body, Predictions(state["classifier"].labels, logits, []),
-                                    threshold))
+        return respond(body, Predictions(state["classifier"].labels, logits, []), threshold)
+
+    def oip_answer(body: dict, predictions: Predictions, threshold: float | None) -> Response:
+        answer, binary = protocol.oip_response(settings.name, body, predictions, threshold)
+        if not binary:
+            return JSONResponse(answer)
+        header = JSONResponse(answer).body
+        return Response(header + binary, media_type="application/octet-stream",
+                        headers={protocol.BINARY_HEADER: str(len(header))})
 
     async def oip_infer(request: Request) -> Response:
-        return await infer(request, "v2_infer", protocol.oip_texts,
-                           lambda body, predictions, threshold: protocol.oip_response(
-                               settings.name, body, predictions, threshold))
+        return await infer(request, "v2_infer", protocol.oip_texts, oip_answer)
 
     async def tf_predict(request: Request) -> Response:
         return await infer(request, "v1_predict", protocol.predict_texts,
-                           lambda body, predictions, threshold:
-                           protocol.predict_response(predictions, threshold))
+                           lambda body, predictions, threshold: JSONResponse(
+                               protocol.predict_response(predictions, threshold)))
 
     async def live(request: Request) -> Response:
         return JSONResponse({"live": True})
@@ -234,7 +254,8 @@ def create_app(settings: Settings) -> Starlette:
                             200 if is_ready() else 503)
 
     async def server_metadata(request: Request) -> Response:
-        return JSONResponse({"name": "emotion-serve", "version": VERSION, "extensions": []})
+        return JSONResponse({"name": "emotion-serve", "version": VERSION,
+                             "extensions": ["binary_tensor_data"]})
 
     async def model_metadata(request: Request) -> Response:
         try:
@@ -259,6 +280,14 @@ def create_app(settings: Settings) -> Starlette:
     async def home(request: Request) -> Response:
         return HTMLResponse(page.replace("{{MODEL}}", json.dumps(settings.name)))
 
+    api = openapi.document(settings.name, VERSION, settings.max_texts, settings.max_text_bytes)
+
+    async def openapi_document(request: Request) -> Response:
+        return JSONResponse(api)
+
+    async def docs(request: Request) -> Response:
+        return HTMLResponse(DOCS_PAGE)
+
     async def http_error(request: Request, failure: HTTPException) -> Response:
         """Starlette's own refusals (no such route, a method not allowed) as JSON too."""
         what = {404: "no such route", 405: "method not allowed"}.get(
@@ -281,4 +310,7 @@ def create_app(settings: Settings) -> Starlette:
             Route(f"{prefix}/infer", oip_infer, methods=["POST"]))),
         Route("/v1/models/{name}:predict", tf_predict, methods=["POST"]),
         Route("/metrics", prometheus),
+        Route("/v2/openapi.json", openapi_document),
+        Route("/v2/docs", docs),
+        Mount("/v2/docs/static", StaticFiles(directory=swagger_ui_path)),
     ], lifespan=begin, exception_handlers={HTTPException: http_error})
