@@ -50,6 +50,7 @@ from emotion.training.distribution import (
     is_chief,
     join_workers,
     make_strategy,
+    topology,
     worker_deadline,
 )
 from emotion.training.live import LiveMetrics
@@ -103,7 +104,7 @@ def main() -> None:
 
         # Resume from the last completed epoch if the checkpoint belongs to this exact run.
         # Only the chief has checkpoints; a multi_worker run hands its state to the others.
-        fingerprint = run_fingerprint(settings)
+        fingerprint = run_fingerprint(settings, topology(strategy, distribution))
         checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer,
                                          dropout_rng=generators)
         chief = is_chief(strategy)

@@ -86,6 +86,14 @@ def epochs_run(log: str) -> int:
     return len([line for line in log.splitlines() if line.startswith("epoch ") and ": " in line])
 
 
+def trained_afresh(log: str, epochs: int) -> bool:
+    """Whether the log shows epochs 1..epochs trained (from the start, not resumed)."""
+    trained = [line.split(":")[0] for line in log.splitlines()
+               if line.startswith("epoch ") and ": " in line]
+    return "resuming" not in log and trained == [
+        f"epoch {epoch}/{epochs}" for epoch in range(1, epochs + 1)]
+
+
 def saved_state(project: Path) -> tuple[int, list[str]]:
     """The epochs state.json says are done, and what models/.checkpoints/ holds."""
     folder = project / "models/.checkpoints"
@@ -161,7 +169,7 @@ def test_changed_params_do_not_resume_a_stale_checkpoint(after_one_epoch):
     project, params = after_one_epoch
     params["train"]["learning_rate"] = 2.0e-3
     write_params(project, params)
-    assert "resuming" not in run_ok("train", project, in_process=True)
+    assert trained_afresh(run_ok("train", project, in_process=True), epochs=1)
 
 
 def test_more_epochs_continue_a_finished_run(after_one_epoch):
@@ -205,7 +213,7 @@ def test_more_epochs_restart_a_linear_schedule(project, assets):
     params = train_one_epoch(project, assets, in_process=True, lr_schedule="linear")
     params["train"]["epochs"] = 2
     write_params(project, params)
-    assert "resuming" not in run_ok("train", project, in_process=True)
+    assert trained_afresh(run_ok("train", project, in_process=True), epochs=2)
 
 
 def double_the_loss(project) -> None:
@@ -224,8 +232,7 @@ def test_changed_code_after_a_finished_run_trains_afresh(after_one_epoch):
     first = (project / "models/trained/tf_model.h5").read_bytes()
     double_the_loss(project)
     log = run_ok("train", project)
-    assert "resuming" not in log
-    assert [line for line in log.splitlines() if line.startswith("epoch 1/1: ")]
+    assert trained_afresh(log, epochs=1)
     assert (project / "models/trained/tf_model.h5").read_bytes() != first
     assert params["train"]["epochs"] == 1
 
@@ -233,10 +240,7 @@ def test_changed_code_after_a_finished_run_trains_afresh(after_one_epoch):
 def test_changed_code_after_an_interrupted_run_trains_afresh(killed, tmp_path):
     project = copy_workspace(killed, tmp_path / "project")
     double_the_loss(project)
-    log = run_ok("train", project)
-    assert "resuming" not in log
-    epochs_run = [line for line in log.splitlines() if line.startswith("epoch ") and ": " in line]
-    assert len(epochs_run) == EPOCHS
+    assert trained_afresh(run_ok("train", project), epochs=EPOCHS)
 
 
 def test_changed_pretrained_weights_train_afresh(project, assets):
@@ -252,15 +256,53 @@ def test_changed_pretrained_weights_train_afresh(project, assets):
     (pretrained / "config.json").write_text(
         (pretrained / "config.json").read_text().replace('"hidden_dropout_prob": 0.1',
                                                          '"hidden_dropout_prob": 0.2'))
-    assert "resuming" not in run_ok("train", project, in_process=True)
+    assert trained_afresh(run_ok("train", project, in_process=True), epochs=2)
 
 
-def test_missing_last_checkpoint_is_a_clean_error(after_one_epoch):
-    project, _ = after_one_epoch
-    shutil.rmtree(project / "models/.checkpoints/epoch-1")
-    result = run_stage_in_process("train", project)
-    assert result.returncode != 0 and "Traceback" not in result.stderr
-    message = result.stderr.strip().splitlines()[-1]
-    assert message == ("error: models/.checkpoints/epoch-1 is missing though "
-                       "models/.checkpoints/state.json says 1 epochs are done: delete "
-                       "models/.checkpoints to train afresh")
+def truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[:1000])  # as a power loss or a full disk leaves it
+
+
+@pytest.mark.parametrize("damage", [
+    "weights truncated", "checkpoint missing", "state.json undecodable",
+    "a history row without val_loss"])
+def test_a_damaged_checkpoint_is_one_line_and_trains_afresh(after_one_epoch, damage):
+    """A checkpoint file that differs from its checksum in state.json, or is missing, or a
+    state.json that cannot be read: one warning naming it, the folder kept aside, training
+    from epoch 1 (the run asks for the 1 epoch saved, so a resume would train none)."""
+    project, params = after_one_epoch
+    folder = project / "models/.checkpoints"
+    state = folder / "state.json"
+    if damage == "weights truncated":
+        truncate(folder / "epoch-1/weights.h5")
+    elif damage == "checkpoint missing":
+        next((folder / "epoch-1").glob("ckpt*.index")).unlink()
+    elif damage == "state.json undecodable":
+        state.write_bytes(b"\xff\xfe" + state.read_bytes())
+    else:
+        saved = json.loads(state.read_text())
+        del saved["history"][0]["val_loss"]
+        state.write_text(json.dumps(saved))
+    named = {"weights truncated": "epoch-1/weights.h5 is damaged",
+             "checkpoint missing": "epoch-1/ckpt", "state.json undecodable": "state.json is "
+             "damaged", "a history row without val_loss": "state.json is damaged"}[damage]
+    damaged = sorted(str(path.relative_to(folder)) for path in folder.rglob("*"))
+    log = run_ok("train", project, in_process=True)
+    (warning,) = [line for line in log.splitlines() if line.startswith("warning: ")]
+    assert named in warning and "training afresh" in warning, warning
+    assert trained_afresh(log, epochs=1)
+    kept = project / "models/.checkpoints-damaged"
+    assert sorted(str(path.relative_to(kept)) for path in kept.rglob("*")) == damaged
+    assert saved_state(project)[0] == 1  # a new, complete checkpoint
+
+
+def test_the_fingerprint_counts_replicas_and_hosts(after_one_epoch):
+    """A run killed on 2 replicas and rerun on 3 (or on 2 hosts) splits its batches and
+    dropout masks otherwise: it must not continue the checkpoint."""
+    from emotion.training.checkpoints import run_fingerprint
+    from emotion.training.settings import read_train_settings
+
+    settings = read_train_settings()
+    fingerprints = {run_fingerprint(settings, {"replicas": replicas, "hosts": hosts})
+                    for replicas, hosts in ((1, 1), (2, 1), (3, 1), (2, 2))}
+    assert len(fingerprints) == 4

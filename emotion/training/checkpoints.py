@@ -8,9 +8,12 @@ then replaces state.json, the history and the run fingerprint (the history gives
 and the best epoch, so the folders to resume from); then deletes the other epoch folders.
 state.json is the one switch: a kill at any instant leaves it pointing at complete folders of
 one consistent epoch (the staging folder or a newer epoch-N/ of an interrupted save are ignored,
-and replaced or cleared later). Only the last epoch's optimizer state is kept. A rerun with
-the same fingerprint continues from the last completed epoch and ends with the same weights
-as an uninterrupted run; anything else starts afresh. The folder is scratch space, ignored
+and replaced or cleared later). It holds the sha256 of every file it points at, checked before
+a resume: a damaged or missing file, or a damaged state.json, is one line, and training starts
+afresh with the damaged folder kept aside (DAMAGED_DIR). Only the last epoch's optimizer state
+is kept. A rerun with the same fingerprint (which counts the replicas and hosts too) continues
+from the last completed epoch and ends with the same weights as an uninterrupted run; anything
+else starts afresh. The folder is scratch space, ignored
 by git and DVC, not a DVC output: an uncached `persist` output cannot be restored by `dvc
 checkout`, so after any experiment `dvc status` would call train stale for good.
 """
@@ -36,6 +39,7 @@ from emotion.paths import CHECKPOINT_DIR
 # The libraries whose numerics the weights depend on (part of the run fingerprint).
 FRAMEWORKS = ("tensorflow", "tf-keras", "transformers")
 STATE_FILE = CHECKPOINT_DIR / "state.json"
+DAMAGED_DIR = CHECKPOINT_DIR.with_name(".checkpoints-damaged")  # the last damaged one
 WEIGHTS_FILE = "weights.h5"  # in the best epoch's folder
 # The fault hook of the kill-window tests: "<point>@<epoch>" SIGKILLs this process at that
 # point of that epoch's save_checkpoint (KILL_POINTS, in order). Unset: no effect.
@@ -43,13 +47,15 @@ KILL_VARIABLE = "EMOTION_CHECKPOINT_KILL"
 KILL_POINTS = ("epoch-staged", "epoch-written", "state-written")
 
 
-def run_fingerprint(settings: dict) -> str:
+def run_fingerprint(settings: dict, topology: dict[str, int]) -> str:
     """Everything a checkpoint's weights depend on: the params; every file the train stage
-    depends on in dvc.yaml (its code and the tokenized data); the exact pretrained weights; and
-    the framework versions. With a constant learning rate nothing depends on the number of
-    epochs, so a longer run can continue a shorter one; a linear schedule depends on it."""
+    depends on in dvc.yaml (its code and the tokenized data); the exact pretrained weights; the
+    framework versions; and where it trains (`topology`: replicas and hosts, which split the
+    batches and the dropout masks). With a constant learning rate nothing depends on the number
+    of epochs, so a longer run can continue a shorter one; a linear schedule depends on it."""
     relevant = {key: value for key, value in settings.items()
                 if key != "epochs" or settings["lr_schedule"] != "constant"}
+    relevant["topology"] = topology
     relevant["pretrained"] = checkpoint_identity(settings["checkpoint"], settings["revision"])
     relevant["versions"] = {name: version(name) for name in FRAMEWORKS}
     digest = hashlib.sha256(json.dumps(relevant, sort_keys=True).encode())
@@ -84,23 +90,29 @@ def best_weights_file(epoch: int) -> Path:
 def resume(checkpoint: Any, fingerprint: str, epochs: int) -> list[dict]:
     """Restore the last completed epoch into `checkpoint` (a tf.train.Checkpoint) if
     models/.checkpoints/ holds this exact run (same fingerprint, no more epochs than asked
-    for) and return its history; else clear the folder and return []."""
+    for, every file as saved) and return its history; else clear the folder (or, damaged,
+    keep it aside) and return []."""
     import tensorflow as tf
 
-    try:
-        state = json.loads(STATE_FILE.read_text()) if STATE_FILE.exists() else {}
-        history = state.get("history", [])
-    except (json.JSONDecodeError, AttributeError):
-        raise PipelineError(f"{STATE_FILE} is damaged: delete {CHECKPOINT_DIR} to train afresh"
-                            ) from None
-    if state.get("fingerprint") != fingerprint or len(history) > epochs or not history:
+    if not STATE_FILE.exists():
         shutil.rmtree(CHECKPOINT_DIR, ignore_errors=True)
         return []
-    last, best = epoch_dir(len(history)), best_weights_file(best_epoch(history))
-    for needed in (last, best):
-        if not needed.exists():
-            raise PipelineError(f"{needed} is missing though {STATE_FILE} says {len(history)} "
-                                f"epochs are done: delete {CHECKPOINT_DIR} to train afresh")
+    try:
+        state = read_state()
+    except ValueError as damage:
+        return set_aside(f"{STATE_FILE} is damaged ({damage})")
+    history = state["history"]
+    if state["fingerprint"] != fingerprint or len(history) > epochs or not history:
+        shutil.rmtree(CHECKPOINT_DIR, ignore_errors=True)
+        return []
+    for name, expected in state["files"].items():
+        path = CHECKPOINT_DIR / name
+        if not path.is_file():
+            return set_aside(f"{path} is missing though {STATE_FILE} says {len(history)} "
+                             "epochs are done")
+        if sha256(path) != expected:
+            return set_aside(f"{path} is damaged (its sha256 differs from the one saved)")
+    last = epoch_dir(len(history))
     try:
         checkpoint.read(str(last / "ckpt")).assert_consumed()
     except (tf.errors.OpError, AssertionError, ValueError) as error:
@@ -121,8 +133,12 @@ def save_checkpoint(checkpoint: Any, model: Any, history: list[dict], fingerprin
             model.save_weights(str(folder / WEIGHTS_FILE))
         kill_point("epoch-staged", epoch)
     kill_point("epoch-written", epoch)
+    kept = [*sorted(epoch_dir(epoch).rglob("*")), best_weights_file(best)]
+    files = {str(path.relative_to(CHECKPOINT_DIR)): sha256(path)
+             for path in dict.fromkeys(kept) if path.is_file()}
     with atomic_output(STATE_FILE) as out:
-        out.write_text(json.dumps({"fingerprint": fingerprint, "history": history}, indent=2))
+        out.write_text(json.dumps({"fingerprint": fingerprint, "history": history,
+                                   "files": files}, indent=2))
     kill_point("state-written", epoch)
     for path in CHECKPOINT_DIR.glob("epoch-*"):  # only the last epoch's state is resumed
         if path not in (epoch_dir(epoch), epoch_dir(best)):
@@ -132,6 +148,44 @@ def save_checkpoint(checkpoint: Any, model: Any, history: list[dict], fingerprin
             path.unlink()
     for number in range(1, epoch + 1):  # staging folders of earlier saves that were killed
         remove_dead_staging(epoch_dir(number))
+
+
+def read_state() -> dict:
+    """state.json, checked: a ValueError says what is wrong with it."""
+    try:
+        state = json.loads(STATE_FILE.read_bytes().decode("utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ValueError(first_line(error)) from None
+    if not isinstance(state, dict) or not isinstance(state.get("fingerprint"), str):
+        raise ValueError("no fingerprint")
+    history, files = state.get("history"), state.get("files")
+    if not isinstance(history, list) or not all(
+            isinstance(row, dict) and row.get("epoch") == number
+            and isinstance(row.get("val_loss"), int | float)
+            for number, row in enumerate(history, start=1)):
+        raise ValueError("its history is not one row per epoch with a val_loss")
+    if not isinstance(files, dict) or not all(
+            isinstance(name, str) and isinstance(digest, str) for name, digest in files.items()):
+        raise ValueError("no checksums of its files")
+    return state
+
+
+def set_aside(problem: str) -> list[dict]:
+    """Keep a damaged checkpoint folder as DAMAGED_DIR (replacing an earlier one), say so in
+    one line, and train afresh (no history)."""
+    shutil.rmtree(DAMAGED_DIR, ignore_errors=True)
+    os.replace(CHECKPOINT_DIR, DAMAGED_DIR)
+    print(f"warning: {problem}: training afresh (the folder is kept as {DAMAGED_DIR})",
+          flush=True)
+    return []
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as stream:
+        while chunk := stream.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def kill_point(point: str, epoch: int) -> None:

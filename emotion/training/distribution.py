@@ -88,6 +88,12 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
     return strategy.extended.should_checkpoint
 
 
+def topology(strategy: tf.distribute.Strategy, distribution: str) -> dict[str, int]:
+    """Where training runs, as the weights depend on it: replicas in sync and hosts."""
+    hosts = sum(map(len, cluster_spec()[0].values())) if distribution == "multi_worker" else 1
+    return {"replicas": strategy.num_replicas_in_sync, "hosts": hosts}
+
+
 def describe(strategy: tf.distribute.Strategy, distribution: str) -> str:
     """One line on where training runs, e.g. "mirrored: 2 replicas (CPU:0, CPU:1)"."""
     replicas = strategy.num_replicas_in_sync
