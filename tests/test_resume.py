@@ -21,7 +21,6 @@ from conftest import (
     BUCKETED,
     copy_workspace,
     live_steps,
-    run_stage_in_process,
     stage_ok,
     tiny_params,
     write_params,
