@@ -14,6 +14,7 @@ from conftest import (
     ci_review,
     dvc_checkout,
     fresh_clone,
+    require,
     run_in_process,
     set_param,
     sh,
@@ -138,8 +139,8 @@ def test_review_fails_cleanly_on_an_unknown_base(dvc_repo, tmp_path):
     assert not (tmp_path / "review").exists()
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed")
 def test_interactive_page_renders_offline_in_chromium(changed_report, dvc_repo):
+    require(CHROMIUM is not None, "Chromium")
     _, out, _ = changed_report
     page = out / "html" / "index.html"
     html = page.read_text()

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import HARD_TEXTS, LABELS
+from conftest import HARD_TEXTS, LABELS, require
 from seaweedfs import free_ports
 
 BIN = Path(sys.executable).parent
@@ -263,10 +263,7 @@ def test_a_folder_that_is_not_a_model_fails_with_one_line(tmp_path):
 
 def test_the_prediction_only_install_serves_without_the_training_stack(serve):
     command = PREDICT_VENV / "bin/emotion-serve"
-    if not command.exists():
-        if os.environ.get("CI"):
-            pytest.fail("no prediction-only install: `make test` builds it (make setup-predict)")
-        pytest.skip("no prediction-only install (make setup-predict)")
+    require(command.exists(), "the prediction-only install (make setup-predict)")
     server = serve(command=command)
     status, answer, _ = server.infer(["i am glad"])
     assert status == 200 and outputs(answer)["label"]["data"][0] in LABELS
@@ -276,10 +273,7 @@ CHROMEDRIVER = shutil.which("chromedriver")
 
 
 def test_the_page_labels_a_typed_text_in_chromium(serve):
-    if CHROMEDRIVER is None:
-        if os.environ.get("CI"):
-            pytest.fail("chromedriver missing: .ci/run installs Debian's chromium-driver")
-        pytest.skip("chromedriver missing (apt install chromium-driver)")
+    require(CHROMEDRIVER is not None, "chromedriver (Debian's chromium-driver)")
     from selenium import webdriver
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
