@@ -6,6 +6,7 @@ that appears)."""
 
 import json
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -160,3 +161,25 @@ def test_emotion_predict_refuses_its_input_or_a_missing_folder_as_output(runtime
         assert len(result.stderr.splitlines()) == 1
     assert source.read_text() == "id,text\n1,i am glad\n"
     assert not (tmp_path / "no").exists()
+
+
+def test_a_write_error_is_one_line_and_keeps_the_old_file(runtime_folders, tmp_path):
+    """A disk that fills up mid-write (here: the file size limit, RLIMIT_FSIZE, so that a
+    write fails with EFBIG as it would with ENOSPC): one line naming the file, exit 1, the
+    old output as it was, no temporary file left."""
+    out = tmp_path / "labels.jsonl"
+    out.write_text("old labels\n")
+
+    def small_files() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # the write fails instead of killing
+        resource.setrlimit(resource.RLIMIT_FSIZE, (2000, 2000))
+
+    result = subprocess.run(
+        [sys.executable, "-m", "emotion.prediction.cli", "--model",
+         str(runtime_folders["onnx"]), "-o", str(out), *["i am so glad today"] * 50],
+        capture_output=True, text=True, preexec_fn=small_files)
+    assert result.returncode == 1, result.stderr
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("error: ") and "labels.jsonl" in line and "too large" in line, line
+    assert out.read_text() == "old labels\n"
+    assert leftovers(tmp_path) == []

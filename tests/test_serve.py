@@ -223,6 +223,14 @@ def test_sigterm_finishes_the_requests_in_flight_and_exits_0(serve):
         pending = pool.submit(server.infer, ["i am glad"])
         time.sleep(0.5)  # the request waits for its batch
         server.process.send_signal(signal.SIGTERM)
+        time.sleep(0.3)
+        # Draining: no new request is taken, and readiness is never 200 again (the listener
+        # is closed, so a probe is refused; one that gets through is answered 503).
+        try:
+            assert call(f"{server.url}/v2/health/ready", timeout=5)[0] == 503
+        except (urllib.error.URLError, ConnectionError):
+            pass
+        assert not pending.done()  # the request in flight is still waiting for its batch
         status, answer, _ = pending.result(timeout=60)
     assert status == 200 and outputs(answer)["label"]["data"][0] in LABELS
     log = server.stop()
@@ -355,6 +363,26 @@ def test_slow_and_idle_clients_are_closed_and_never_hold_the_server(serve):
     assert answers[50:].count(b"") >= 5  # the connections past the cap of 56
     assert server.infer(["i am glad"])[0] == 200
     assert metric(server, 'emotion_requests_total{route="v2_infer",status="408"}') == 15
+
+
+def test_bodies_in_flight_are_capped_together(serve):
+    """Two slow bodies of 600 bytes each against a cap of 1,000 bytes in flight: the second
+    is refused (503, JSON) as soon as it passes the cap; once the first is done, the server
+    takes bodies again."""
+    server = serve("--max-body-bytes", "1000")
+    head = (b"POST /v2/models/emotion/infer HTTP/1.1\r\nHost: x\r\n"
+            b"Content-Type: application/json\r\nContent-Length: 1200\r\n\r\n")
+    first, second = (socket.create_connection(("127.0.0.1", server.port)) for _ in range(2))
+    first.sendall(head + b" " * 600)
+    time.sleep(0.3)
+    second.sendall(head + b" " * 600)
+    second.settimeout(10)
+    answer = second.recv(65536)
+    assert answer.startswith(b"HTTP/1.1 503 ") and b"body bytes in flight" in answer, answer
+    first.close()
+    second.close()
+    time.sleep(0.3)
+    assert server.infer(["i am glad"])[0] == 200
 
 
 def test_a_failing_model_run_is_a_json_500_for_its_batch_only(serve):

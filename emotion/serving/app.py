@@ -79,6 +79,7 @@ class Settings:
     body_timeout: float = 30.0  # seconds for its body
     keep_alive_timeout: float = 5.0  # an idle connection between requests
     max_connections: int = 512
+    max_body_bytes: int = 64 * 1024 * 1024  # request bodies being read, all together
 
 
 class Metrics:
@@ -103,7 +104,7 @@ def create_app(settings: Settings) -> Starlette:
 
     metrics = Metrics()
     limits = Limits(settings.max_texts, settings.max_text_bytes)
-    state: dict = {"ready": False}
+    state: dict = {"ready": False, "body_bytes": 0}
     page = resources.files("emotion.serving").joinpath("page.html").read_text("utf-8")
 
     def load() -> None:
@@ -159,11 +160,18 @@ def create_app(settings: Settings) -> Starlette:
             async with asyncio.timeout(settings.body_timeout):
                 async for chunk in request.stream():
                     body += chunk
+                    state["body_bytes"] += len(chunk)
                     if len(body) > limit:
                         raise RequestError(413, f"body: more than {limit} bytes")
+                    if state["body_bytes"] > settings.max_body_bytes:
+                        raise RequestError(503, f"server: busy ({state['body_bytes']} body "
+                                                f"bytes in flight, limit "
+                                                f"{settings.max_body_bytes}); retry later")
         except TimeoutError:
             raise RequestError(408, f"body: not received within {settings.body_timeout:g} s"
                                ) from None
+        finally:
+            state["body_bytes"] -= len(body)
         return bytes(body)
 
     async def until_disconnect(request: Request, work: Awaitable) -> Any:

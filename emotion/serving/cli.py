@@ -66,9 +66,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--max-connections", type=int, default=defaults.max_connections,
                         help="open connections a process at most; one more is closed at "
                         "once; default: %(default)s")
+    parser.add_argument("--max-body-bytes", type=int, default=defaults.max_body_bytes,
+                        help="request body bytes being read at once, all requests together; "
+                        "beyond, 503; default: %(default)s")
     args = parser.parse_args(argv)
     for name in ("workers", "max_batch", "max_queue", "max_texts", "max_text_bytes",
-                 "max_connections"):
+                 "max_connections", "max_body_bytes"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
     if args.threads < 0 or args.max_wait_ms < 0:
