@@ -19,7 +19,8 @@ import numpy as np
 from emotion.data import read_split
 from emotion.hardware import cpu_model, speed_flags
 from emotion.paths import ONNX_DIR, RAW_DIR
-from emotion.prediction.onnx_backend import VARIANT_FILES, OnnxBackend
+from emotion.prediction.onnx_backend import OnnxBackend
+from emotion.prediction.runtime_settings import VARIANT_FILES
 
 BATCH_SIZES = (1, 8, 16, 32, 64, 128)
 

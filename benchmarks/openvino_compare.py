@@ -27,8 +27,8 @@ from emotion.data import read_split
 from emotion.hardware import cpu_model, speed_flags
 from emotion.packaging.onnx_graph import convert
 from emotion.paths import MODEL_DIR, ONNX_DIR, RAW_DIR
-from emotion.prediction.classifier import Predictions
-from emotion.prediction.onnx_backend import OnnxBackend, padded_batches
+from emotion.prediction.backend import Predictions, padded_batches
+from emotion.prediction.onnx_backend import OnnxBackend
 from emotion.tensorflow_backend import TensorFlowBackend
 
 

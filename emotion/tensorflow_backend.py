@@ -12,11 +12,14 @@ from emotion.data import encode
 from emotion.errors import PipelineError, first_line
 from emotion.logits import logits_function, predict_logits
 from emotion.model import load_classifier
-from emotion.prediction.classifier import DEFAULT_BATCH_SIZE
+from emotion.prediction.backend import DEFAULT_BATCH_SIZE
 
 
 class TensorFlowBackend:
-    """Token ids and logits of raw text from a trained model folder."""
+    """Token ids and logits of raw text from a trained model folder (a Backend)."""
+
+    variant = "float32"
+    batches = True  # padded batches give each text the scores it gets alone (within 1e-6)
 
     def __init__(self, folder: str | Path, batch_size: int = DEFAULT_BATCH_SIZE,
                  graph: bool = True):

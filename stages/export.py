@@ -25,6 +25,7 @@ from emotion.packaging.saved_model import export
 from emotion.params import load_params, positive
 from emotion.paths import EXPORT_METRICS, MODEL_DIR, RAW_DIR, SERVING_DIR, SPLITS
 from emotion.prediction.classifier import TextClassifier
+from emotion.tensorflow_backend import TensorFlowBackend
 
 
 def in_batches(function, texts: list[str], batch_size: int) -> list[dict]:
@@ -35,12 +36,13 @@ def in_batches(function, texts: list[str], batch_size: int) -> list[dict]:
 
 def main() -> None:
     batch_size = positive(load_params("export"), "export", "batch_size", int)
-    classifier = TextClassifier(MODEL_DIR, "tensorflow", batch_size)
+    trained = TensorFlowBackend(MODEL_DIR, batch_size)
+    classifier = TextClassifier.of(trained)
     texts = {split: list(read_split(RAW_DIR, split)["text"]) for split in SPLITS}
 
     # The SavedModel and its parity metrics are moved into place together, or neither.
     with atomic_outputs(SERVING_DIR, EXPORT_METRICS) as (out, metrics_out):
-        export(classifier, out)
+        export(trained, out)
         saved = tf.saved_model.load(str(out))
 
         def graph_ids(split_texts: list[str]) -> list[list[int]]:

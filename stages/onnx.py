@@ -43,7 +43,8 @@ from emotion.packaging.parity import prediction_parity, token_parity
 from emotion.params import load_params, param, positive, probability_list
 from emotion.paths import EVAL_SPLITS, MODEL_DIR, ONNX_DIR, ONNX_METRICS, RAW_DIR, SPLITS
 from emotion.prediction.classifier import TextClassifier
-from emotion.prediction.onnx_backend import VARIANT_FILES
+from emotion.prediction.runtime_settings import VARIANT_FILES
+from emotion.tensorflow_backend import TensorFlowBackend
 
 # How far a text's probabilities may move between running alone and in a batch.
 BATCH_TOLERANCE = 1e-6
@@ -55,14 +56,15 @@ def main() -> None:
     block_size = positive(params, "onnx", "int8_block_size", int)
     max_drop = param(params, "onnx", "int8_max_accuracy_drop", float)
     thresholds = probability_list(load_params("evaluate"), "evaluate", "min_prob_thresholds")
-    trained = TextClassifier(MODEL_DIR, "tensorflow", batch_size)
+    model = TensorFlowBackend(MODEL_DIR, batch_size)
+    trained = TextClassifier.of(model)
     data = {split: read_split(RAW_DIR, split) for split in SPLITS}
     texts = {split: list(data[split]["text"]) for split in SPLITS}
     reference = {split: trained.predict(texts[split]) for split in EVAL_SPLITS}
 
     # The runtime folder and its metrics are moved into place together, or neither.
     with atomic_outputs(ONNX_DIR, ONNX_METRICS) as (folder, metrics_out):
-        write_runtime(trained.backend, folder, int8_block_size=block_size)
+        write_runtime(model, folder, int8_block_size=block_size)
         runtime = {variant: TextClassifier(folder, batch_size=batch_size, variant=variant)
                    for variant in VARIANT_FILES}
         metrics = {"token_parity": token_parity(  # ids and truncation flags alike
@@ -73,7 +75,7 @@ def main() -> None:
             graph = folder / VARIANT_FILES[variant]
             metrics[variant] = {"size_mb": round(graph.stat().st_size / 2**20, 2),
                                 "operators": runtime_operators(graph),
-                                "batch_size": classifier.backend.batch_size}
+                                "batch_size": classifier.batch_size}
             for split in EVAL_SPLITS:
                 check_label_names(data[split], trained.labels, RAW_DIR / f"{split}.parquet")
                 predictions = classifier.predict(texts[split])

@@ -53,7 +53,7 @@ def test_scores_of_a_text_do_not_depend_on_the_texts_beside_it(folders, variant)
     from emotion.predict import TextClassifier
 
     classifier = TextClassifier(folders["onnx"], variant=variant, batch_size=64)
-    assert classifier.backend.batch_size == 64  # it runs batches
+    assert classifier.batch_size == 64  # it runs batches
     together = classifier.predict(TEXTS)
     alone = [classifier.predict([text]) for text in TEXTS]
     assert together.top() == [prediction.top()[0] for prediction in alone]
@@ -82,10 +82,10 @@ def test_an_int8_graph_whose_scores_depend_on_the_batch_runs_a_text_at_a_time(fo
     quantize_dynamic(str(folders["onnx"] / "model.onnx"), str(folder / "model.int8.onnx"),
                      weight_type=QuantType.QUInt8, extra_options={"DefaultTensorType": 1})
     int8 = TextClassifier(folder, variant="int8", batch_size=64)
-    assert int8.backend.batch_size == 1
-    int8.backend.batch_size = 64  # what the probe saw
+    assert int8.batch_size == 1 and not int8.backend.batches
+    int8.backend.batches = True  # what the probe saw
     assert not int8.backend.batch_independent()
-    int8.backend.batch_size = 1
+    int8.backend.batches = False
     # What it gives is each text run alone, as a plain onnxruntime session runs it.
     session = ort.InferenceSession(str(folder / "model.int8.onnx"),
                                    providers=["CPUExecutionProvider"])
@@ -94,3 +94,32 @@ def test_an_int8_graph_whose_scores_depend_on_the_batch_runs_a_text_at_a_time(fo
                                                                         np.int32)})[0]
         for ids in int8.backend.encode(TEXTS)[0]])
     assert np.abs(int8.predict(TEXTS).logits - alone).max() <= 1e-5
+
+
+@pytest.mark.parametrize(("key", "value"), [
+    ("labels", []), ("labels", "joy"), ("max_length", "long"), ("max_length", 1.5),
+    ("pad_id", -1), ("truncation_side", "middle"), ("default", "int4"),
+    ("int8_block_size", 0), ("format", 99)])
+def test_runtime_settings_are_read_typed_and_a_bad_value_is_one_line(folders, tmp_path, key,
+                                                                      value):
+    """runtime.json is one typed record: each wrongly typed value is a PipelineError naming
+    the file and the key (a non-numeric max_length once crashed emotion-serve's start-up),
+    a newer format is refused, and a folder without a format (format 0) reads as before."""
+    import json
+    import shutil
+
+    from emotion.errors import PipelineError
+    from emotion.prediction.runtime_settings import FORMAT, RuntimeSettings
+
+    folder = tmp_path / "onnx"
+    shutil.copytree(folders["onnx"], folder)
+    record = json.loads((folder / "runtime.json").read_text())
+    assert record["format"] == FORMAT
+    (folder / "runtime.json").write_text(json.dumps({**record, key: value}))
+    with pytest.raises(PipelineError) as error:
+        RuntimeSettings.read(folder)
+    message = str(error.value)
+    assert "\n" not in message and "runtime.json" in message and key in message
+    del record["format"]
+    (folder / "runtime.json").write_text(json.dumps(record))
+    assert RuntimeSettings.read(folder).max_length == record["max_length"]

@@ -449,7 +449,7 @@ def test_onnx_stage_measures_both_graphs_against_the_tensorflow_model(dvc_repo):
 
     from emotion.packaging.model_card import render_runtime_card
     from emotion.predict import TextClassifier
-    from emotion.prediction.onnx_backend import VARIANT_FILES
+    from emotion.prediction.runtime_settings import VARIANT_FILES
 
     root = dvc_repo[0]
     metrics = json.loads((root / "metrics/onnx.json").read_text())

@@ -8,15 +8,15 @@ Converting needs TensorFlow; running the result does not.
 
 from __future__ import annotations
 
-import json
 import shutil
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from emotion.packaging.onnx_graph import convert
 from emotion.packaging.onnx_optimize import fuse, quantize_int8
-from emotion.prediction.onnx_backend import RUNTIME_FILE, VARIANT_FILES
+from emotion.prediction.runtime_settings import VARIANT_FILES, RuntimeSettings
 
 if TYPE_CHECKING:
     from emotion.tensorflow_backend import TensorFlowBackend
@@ -41,20 +41,11 @@ def write_runtime(trained: TensorFlowBackend, folder: Path, *, int8_block_size: 
                   int8_block_size)
     shutil.copy(trained.folder / "tokenizer.json", folder / "tokenizer.json")
     tokenizer = trained.tokenizer
-    settings = {
-        "labels": trained.labels,
-        "max_length": trained.max_length,
-        "pad_id": tokenizer.pad_token_id,
-        "truncation_side": tokenizer.truncation_side,
-        "int8_block_size": int8_block_size,
-        "default": "float32",
-    }
-    (folder / RUNTIME_FILE).write_text(json.dumps(settings, indent=2) + "\n")
+    RuntimeSettings(labels=trained.labels, max_length=trained.max_length,
+                    pad_id=tokenizer.pad_token_id, truncation_side=tokenizer.truncation_side,
+                    int8_block_size=int8_block_size, default="float32").write(folder)
 
 
 def set_default_variant(folder: Path, variant: str) -> None:
     """Record which graph emotion-predict runs unless told otherwise."""
-    path = folder / RUNTIME_FILE
-    settings = json.loads(path.read_text())
-    settings["default"] = variant
-    path.write_text(json.dumps(settings, indent=2) + "\n")
+    replace(RuntimeSettings.read(folder), default=variant).write(folder)

@@ -17,7 +17,7 @@ import tensorflow as tf
 import tensorflow_text as tf_text
 
 from emotion.errors import PipelineError
-from emotion.prediction.classifier import TextClassifier
+from emotion.tensorflow_backend import TensorFlowBackend
 
 # transformers' BertNormalizer, step by step, since FastBertTokenizer's own normalisation
 # differs (it case-folds with compatibility mappings: "ß" -> "ss", "ﬁ" -> "fi", "½" -> "1⁄2"):
@@ -68,19 +68,18 @@ class GraphTokenizer(tf.Module):
 
 
 class ServingModule(tf.Module):
-    """Text in, label probabilities and label out, from a TextClassifier on the tensorflow
-    backend."""
+    """Text in, label probabilities and label out, from a trained model loaded on the
+    tensorflow backend."""
 
-    def __init__(self, classifier: TextClassifier):
+    def __init__(self, backend: TensorFlowBackend):
         super().__init__()
         # The Keras model is called, not tracked: tracking it would make tf.saved_model.save
         # trace and store every Keras layer's own call functions (most of the export's time),
         # which nothing here uses. Its variables are tracked, so they are saved and restored.
-        backend = classifier.backend
         self._forward = backend.model.__call__
         self.weights = list(backend.model.weights)
-        self.tokenizer = GraphTokenizer(backend.tokenizer, classifier.max_length)
-        self.labels = tf.constant(classifier.labels)
+        self.tokenizer = GraphTokenizer(backend.tokenizer, backend.max_length)
+        self.labels = tf.constant(backend.labels)
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text")],
                  autograph=False)  # see emotion.training.train_step_function
@@ -95,8 +94,8 @@ class ServingModule(tf.Module):
                 "label": tf.gather(self.labels, tf.argmax(logits, axis=-1))}
 
 
-def export(classifier: TextClassifier, destination: str | Path) -> None:
+def export(backend: TensorFlowBackend, destination: str | Path) -> None:
     """Write the SavedModel of a loaded model folder to `destination`."""
-    module = ServingModule(classifier)
+    module = ServingModule(backend)
     tf.saved_model.save(module, str(destination), signatures={
         "serving_default": module.serve, "tokenize": module.tokenize})

@@ -9,41 +9,16 @@ Both encode text exactly as training did (the model's own tokenizer and max_leng
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from emotion.errors import PipelineError
 from emotion.paths import MODEL_DIR, ONNX_DIR
+from emotion.prediction.backend import DEFAULT_BATCH_SIZE, Backend, Predictions
 
+__all__ = ["BACKENDS", "DEFAULT_BATCH_SIZE", "Predictions", "TextClassifier"]
 BACKENDS = ("onnx", "tensorflow")
-DEFAULT_BATCH_SIZE = 64  # texts per forward pass
-
-
-@dataclass
-class Predictions:
-    """Per text (rows): the logits, and whether the text was cut at max_length."""
-
-    labels: list[str]
-    logits: np.ndarray
-    truncated: list[bool]
-
-    @property
-    def probabilities(self) -> np.ndarray:
-        """Softmax of the logits, one row per text, columns in the order of `labels`."""
-        logits = self.logits.astype(np.float64)
-        exp = np.exp(logits - logits.max(axis=1, keepdims=True))
-        return exp / exp.sum(axis=1, keepdims=True)
-
-    def top(self, min_prob: float | None = None) -> list[str | None]:
-        """The most probable label of each text; None where its probability is below
-        `min_prob` (an uncertain text, e.g. for a person to label)."""
-        best = self.logits.argmax(axis=1)
-        if min_prob is None:
-            return [self.labels[i] for i in best]
-        confident = self.probabilities.max(axis=1) >= min_prob
-        return [self.labels[i] if keep else None for i, keep in zip(best, confident)]
 
 
 class TextClassifier:
@@ -60,7 +35,8 @@ class TextClassifier:
         if backend == "onnx":
             from emotion.prediction.onnx_backend import OnnxBackend
 
-            self.backend = OnnxBackend(folder or ONNX_DIR, batch_size, variant, threads)
+            self.backend: Backend = OnnxBackend(folder or ONNX_DIR, batch_size, variant,
+                                                threads)
             if folder is None and (MODEL_DIR / "config.json").is_file():  # converted from it
                 self.backend.check_against(MODEL_DIR)
         elif backend == "tensorflow":
@@ -70,6 +46,26 @@ class TextClassifier:
         else:
             raise PipelineError(f"unknown backend {backend!r} (use one of {', '.join(BACKENDS)})")
         self.labels, self.max_length = self.backend.labels, self.backend.max_length
+
+    @classmethod
+    def of(cls, backend: Backend) -> TextClassifier:
+        """The classifier of a backend already loaded (e.g. the TensorFlow model that a
+        stage also exports)."""
+        classifier = cls.__new__(cls)
+        classifier.backend = backend
+        classifier.labels, classifier.max_length = backend.labels, backend.max_length
+        return classifier
+
+    @property
+    def variant(self) -> str:
+        """What computes: float32 or int8."""
+        return self.backend.variant
+
+    @property
+    def batch_size(self) -> int:
+        """Texts a forward pass: the batch size asked for, or 1 where the backend runs one
+        text at a time (an int8 graph whose scores would depend on the batch on this CPU)."""
+        return self.backend.batch_size if self.backend.batches else 1
 
     def encode(self, texts: Sequence[str]) -> tuple[list[list[int]], list[bool]]:
         """Token ids of each text as the model sees them (cut at max_length, as in training),

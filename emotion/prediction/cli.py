@@ -31,7 +31,7 @@ from emotion.files import user_file_output
 from emotion.paths import MODEL_DIR, ONNX_DIR
 from emotion.prediction import readers
 from emotion.prediction.classifier import BACKENDS, DEFAULT_BATCH_SIZE, TextClassifier
-from emotion.prediction.onnx_backend import VARIANT_FILES
+from emotion.prediction.runtime_settings import VARIANT_FILES
 from emotion.process import start_tensorflow
 
 OUTPUT_FORMATS = ("table", "jsonl", "csv")

@@ -14,57 +14,25 @@ The folder (models/onnx by default):
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from emotion.errors import PipelineError, first_line
 from emotion.files import read_json
-from emotion.prediction.classifier import Predictions
+from emotion.prediction.backend import Predictions, padded_batches
+from emotion.prediction.runtime_settings import (
+    REBUILD,
+    RUNTIME_FILE,
+    VARIANT_FILES,
+    RuntimeSettings,
+)
 
-RUNTIME_FILE = "runtime.json"
-VARIANT_FILES = {"float32": "model.onnx", "int8": "model.int8.onnx"}
-SETTINGS = ("labels", "max_length", "pad_id", "truncation_side", "default")
-REBUILD = "run `dvc repro onnx` (or `dvc pull`)"
 # Texts of different lengths that an int8 graph's batches are checked with when it loads.
 PROBE_TEXTS = ("i feel fine", "ok", "i am so nervous about the exam tomorrow morning",
                "what a lovely surprise to see all of you here today, thank you so much",
                "this is unfair", "i miss you")
-
-
-def read_settings(folder: Path) -> dict:
-    """runtime.json of a runtime folder; a missing or damaged one is a PipelineError."""
-    path = folder / RUNTIME_FILE
-    if not path.is_file():
-        raise PipelineError(f"{folder}: no ONNX runtime there (no {RUNTIME_FILE}): {REBUILD}, "
-                            "or pass --backend tensorflow to use the trained model folder")
-    try:
-        settings = json.loads(path.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError) as error:
-        raise PipelineError(f"{path}: not valid JSON ({first_line(error)}): {REBUILD}"
-                            ) from None
-    missing = [key for key in SETTINGS if not isinstance(settings, dict) or key not in settings]
-    if missing:
-        raise PipelineError(f"{path}: no {', '.join(missing)}: {REBUILD}")
-    return settings
-
-
-def padded_batches(input_ids: Sequence[Sequence[int]], batch_size: int, pad_id: int
-                   ) -> Iterator[tuple[list[int], np.ndarray, np.ndarray]]:
-    """Length-sorted batches of the sequences: each batch's positions in input_ids, its ids
-    padded with pad_id to its longest sequence, and its attention mask (int32 arrays)."""
-    order = sorted(range(len(input_ids)), key=lambda i: (len(input_ids[i]), i))
-    for start in range(0, len(order), batch_size):
-        batch = order[start:start + batch_size]
-        width = len(input_ids[batch[-1]])
-        ids = np.full((len(batch), width), pad_id, np.int32)
-        mask = np.zeros((len(batch), width), np.int32)
-        for row, index in enumerate(batch):
-            ids[row, :len(input_ids[index])] = input_ids[index]
-            mask[row, :len(input_ids[index])] = 1
-        yield batch, ids, mask
 
 
 class OnnxBackend:
@@ -78,18 +46,17 @@ class OnnxBackend:
         from tokenizers import Tokenizer
 
         self.folder = Path(folder)
-        settings = read_settings(self.folder)
-        self.labels = list(settings["labels"])
-        self.max_length = int(settings["max_length"])
-        self.pad_id = int(settings["pad_id"])
-        self.variant = variant or settings["default"]
+        settings = RuntimeSettings.read(self.folder)
+        self.labels, self.max_length = settings.labels, settings.max_length
+        self.pad_id = settings.pad_id
+        self.variant = variant or settings.default
         if self.variant not in VARIANT_FILES:
             raise PipelineError(f"unknown ONNX variant {self.variant!r} (use one of "
                                 f"{', '.join(VARIANT_FILES)})")
+        self.batch_size = batch_size
         # Folders written before block quantization hold a dynamically quantized int8 graph,
         # whose scores depend on the batch: that one runs a text at a time.
-        self.batch_size = (1 if self.variant == "int8" and "int8_block_size" not in settings
-                           else batch_size)
+        self.batches = not (self.variant == "int8" and settings.int8_block_size is None)
         path = self.folder / "tokenizer.json"
         try:
             self.tokenizer = Tokenizer.from_file(str(path))
@@ -98,7 +65,7 @@ class OnnxBackend:
                                 f"{REBUILD}") from None
         self.tokenizer.no_padding()
         self.tokenizer.enable_truncation(self.max_length,
-                                         direction=settings["truncation_side"])
+                                         direction=settings.truncation_side)
         path = self.folder / VARIANT_FILES[self.variant]
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = threads
@@ -115,19 +82,19 @@ class OnnxBackend:
                                 f"{RUNTIME_FILE} names {len(self.labels)} labels: {REBUILD}")
         # int8 kernels are chosen per CPU, and on some a text's scores could depend on its
         # batch (the onnx stage checks it only where it runs): checked here, on this CPU.
-        if self.variant == "int8" and self.batch_size > 1 and not self.batch_independent():
-            self.batch_size = 1
+        if self.variant == "int8" and self.batches and not self.batch_independent():
+            self.batches = False
 
     def batch_independent(self) -> bool:
         """Whether PROBE_TEXTS get the same labels and probabilities (within 1e-6) in one
         batch as one at a time, on this CPU."""
         ids = self.encode(PROBE_TEXTS)[0]
-        together, batch_size = self.logits(ids), self.batch_size
-        self.batch_size = 1
+        together, batches = self.logits(ids), self.batches
+        self.batches = False
         try:
             alone = self.logits(ids)
         finally:
-            self.batch_size = batch_size
+            self.batches = batches
         together, alone = (Predictions(self.labels, logits, []) for logits in (together, alone))
         return (together.top() == alone.top()
                 and float(np.abs(together.probabilities - alone.probabilities).max()) <= 1e-6)
@@ -143,7 +110,8 @@ class OnnxBackend:
         """Logits of every sequence, in input order; batches are length-sorted, so little
         padding is computed."""
         logits = np.empty((len(input_ids), len(self.labels)), np.float32)
-        for batch, ids, mask in padded_batches(input_ids, self.batch_size, self.pad_id):
+        size = self.batch_size if self.batches else 1
+        for batch, ids, mask in padded_batches(input_ids, size, self.pad_id):
             (logits[batch],) = self.session.run(None, {"input_ids": ids, "attention_mask": mask})
         return logits
 

@@ -40,7 +40,7 @@ from starlette.staticfiles import StaticFiles
 from swagger_ui_bundle import swagger_ui_path
 
 from emotion.errors import PipelineError, first_line
-from emotion.prediction.classifier import Predictions
+from emotion.prediction.backend import Predictions
 from emotion.serving import openapi, protocol
 from emotion.serving.batcher import Batcher, Overloaded
 from emotion.serving.connections import draining
@@ -279,7 +279,7 @@ def create_app(settings: Settings) -> Starlette:
             "outputs": [{"name": "label", "datatype": "BYTES", "shape": [-1]},
                         {"name": "probabilities", "datatype": "FP32",
                          "shape": [-1, len(classifier.labels)]}],
-            "parameters": {"labels": classifier.labels, "variant": classifier.backend.variant,
+            "parameters": {"labels": classifier.labels, "variant": classifier.variant,
                            "max_length": classifier.max_length}})
 
     async def prometheus(request: Request) -> Response:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from emotion.errors import PipelineError, first_line
 from emotion.paths import ONNX_DIR
-from emotion.prediction.onnx_backend import VARIANT_FILES, read_settings
+from emotion.prediction.runtime_settings import VARIANT_FILES, RuntimeSettings
 from emotion.serving.app import Settings, create_app
 from emotion.serving.connections import serve
 
@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> None:
     settings = Settings(**{field.name: getattr(args, field.name)
                            for field in dataclasses.fields(Settings)})
     try:
-        read_settings(settings.model)  # a wrong folder fails here, before serving
+        RuntimeSettings.read(settings.model)  # a wrong folder fails here, before serving
     except PipelineError as error:
         print(f"error: {first_line(error)}", file=sys.stderr)
         sys.exit(1)

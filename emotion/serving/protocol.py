@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from emotion.errors import first_line
-from emotion.prediction.classifier import Predictions
+from emotion.prediction.backend import Predictions
 
 
 class RequestError(Exception):
