@@ -11,7 +11,10 @@ from typing import Protocol
 
 import numpy as np
 
-DEFAULT_BATCH_SIZE = 64  # texts per forward pass
+DEFAULT_BATCH_SIZE = 64  # texts per forward pass, at most
+# Padded tokens a run of the model may compute beyond its real tokens, as a fraction of them
+# (padded_batches); measured in docs/performance.md.
+MAX_PADDING = 0.1
 
 
 @dataclass
@@ -55,13 +58,28 @@ class Backend(Protocol):
         """Logits of every sequence, in input order."""
 
 
-def padded_batches(input_ids: Sequence[Sequence[int]], batch_size: int, pad_id: int
+def padded_batches(input_ids: Sequence[Sequence[int]], batch_size: int, pad_id: int,
+                   max_padding: float = MAX_PADDING
                    ) -> Iterator[tuple[list[int], np.ndarray, np.ndarray]]:
-    """Length-sorted batches of the sequences: each batch's positions in input_ids, its ids
-    padded with pad_id to its longest sequence, and its attention mask (int32 arrays)."""
+    """The sequences in runs for the model: each run's positions in input_ids, its ids
+    padded with pad_id to its longest sequence, and its attention mask (int32 arrays).
+    Sorted by length, a run takes the next sequence while it holds fewer than batch_size
+    and its padded tokens stay within (1 + max_padding) times its real tokens, so texts of
+    mixed lengths never pay for padding beyond that bound (a text's scores do not depend on
+    its run: the onnx stage measures it)."""
     order = sorted(range(len(input_ids)), key=lambda i: (len(input_ids[i]), i))
-    for start in range(0, len(order), batch_size):
-        batch = order[start:start + batch_size]
+    runs, run, tokens = [], [], 0
+    for index in order:
+        length = len(input_ids[index])
+        if run and (len(run) == batch_size
+                    or (len(run) + 1) * length > (1 + max_padding) * (tokens + length)):
+            runs.append(run)
+            run, tokens = [], 0
+        run.append(index)
+        tokens += length
+    if run:
+        runs.append(run)
+    for batch in runs:
         width = len(input_ids[batch[-1]])
         ids = np.full((len(batch), width), pad_id, np.int32)
         mask = np.zeros((len(batch), width), np.int32)
