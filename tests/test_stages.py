@@ -133,9 +133,13 @@ def test_train_evaluate_package_learn_calibrate_and_write_every_output(project, 
         return float(-log_probs[np.arange(len(labels)), labels].mean())
 
     assert loss_at(temperature) == pytest.approx(metrics["validation"]["loss"], abs=1e-4)
-    # (the tiny model can fit its validation texts to a loss of ~0, where the loss is flat)
-    assert loss_at(temperature) <= min(loss_at(temperature * 1.1), loss_at(temperature / 1.1),
-                                       loss_at(1.0)) + 1e-12
+    # (within the fit's bounds, where the tiny model, which fits its validation texts
+    # almost perfectly, often ends: at the lower one, sharpening as far as it may)
+    from emotion.metrics.calibration import TEMPERATURE_BOUNDS
+
+    low, high = TEMPERATURE_BOUNDS
+    neighbours = [t for t in (temperature * 1.1, temperature / 1.1, 1.0) if low <= t <= high]
+    assert loss_at(temperature) <= min(map(loss_at, neighbours)) + 1e-12
     assert metrics["validation"]["loss"] < raw["validation"]["loss"]
 
     report = json.loads((project / "metrics/classification_report.json").read_text())
