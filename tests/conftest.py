@@ -25,6 +25,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 from filelock import FileLock
@@ -122,6 +123,28 @@ def write_tiny_bert(folder: Path, dropout: float = 0.1) -> Path:
     model(model.dummy_inputs)
     model.save_pretrained(str(folder))
     return folder
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    exp = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return exp / exp.sum(axis=1, keepdims=True)
+
+
+def raw_logits(graph: Path, ids: list[list[int]], batch_size: int = 1) -> np.ndarray:
+    """A graph's logits from a plain onnxruntime session: each sequence alone (no padding),
+    or in batches of the given size in input order, padded with 0 (the tiny tokenizer's pad
+    id): the reference the stage's figures and the backend must agree with."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(graph), providers=["CPUExecutionProvider"])
+    rows = []
+    for start in range(0, len(ids), batch_size):
+        batch = ids[start:start + batch_size]
+        width = max(map(len, batch))
+        mask = np.array([[1] * len(row) + [0] * (width - len(row)) for row in batch], np.int32)
+        padded = np.array([row + [0] * (width - len(row)) for row in batch], np.int32)
+        rows.append(session.run(None, {"input_ids": padded, "attention_mask": mask})[0])
+    return np.concatenate(rows)
 
 
 def require(present: bool, what: str) -> None:

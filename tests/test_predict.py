@@ -20,7 +20,15 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from conftest import HARD_TEXTS, LABELS, require, run_in_process, workspace_state
+from conftest import (
+    HARD_TEXTS,
+    LABELS,
+    raw_logits,
+    require,
+    run_in_process,
+    softmax,
+    workspace_state,
+)
 from tokenizers import Tokenizer
 
 PREDICT = shutil.which("emotion-predict", path=str(Path(sys.executable).parent))
@@ -540,28 +548,6 @@ def test_onnx_stage_measures_both_graphs_against_the_tensorflow_model(dvc_repo):
         one_at_a_time = "there it runs one text at a time" in render_runtime_card(
             figures, VARIANT_FILES)
         assert one_at_a_time == (figures["int8"]["batch_size"] == 1)
-
-
-def softmax(logits: np.ndarray) -> np.ndarray:
-    exp = np.exp(logits - logits.max(axis=1, keepdims=True))
-    return exp / exp.sum(axis=1, keepdims=True)
-
-
-def raw_logits(graph: Path, ids: list[list[int]], batch_size: int = 1) -> np.ndarray:
-    """A graph's logits from a plain onnxruntime session: each sequence alone (no padding),
-    or in batches of the given size in input order, padded with 0 (the tiny tokenizer's pad
-    id): the reference the stage's figures and the backend must agree with."""
-    import onnxruntime as ort
-
-    session = ort.InferenceSession(str(graph), providers=["CPUExecutionProvider"])
-    rows = []
-    for start in range(0, len(ids), batch_size):
-        batch = ids[start:start + batch_size]
-        width = max(map(len, batch))
-        mask = np.array([[1] * len(row) + [0] * (width - len(row)) for row in batch], np.int32)
-        padded = np.array([row + [0] * (width - len(row)) for row in batch], np.int32)
-        rows.append(session.run(None, {"input_ids": padded, "attention_mask": mask})[0])
-    return np.concatenate(rows)
 
 
 def reference_ece(probabilities: np.ndarray, labels: np.ndarray, bins: int = 15) -> float:
