@@ -192,8 +192,6 @@ def write_runtime_folders(root: Path, assets: dict[str, Path]) -> dict[str, Path
     ONNX runtime folder. Its biases and layer-norm scales are random, as a trained model's
     are: TensorFlow's graph optimizer drops an add of zeros (or a multiply by ones) before
     conversion, and what remains would not be a real model's graph."""
-    import numpy as np
-
     from emotion.data import load_tokenizer
     from emotion.model import new_classifier
     from emotion.packaging.onnx_folder import write_runtime
