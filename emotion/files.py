@@ -236,10 +236,10 @@ def user_file_output(path: str | Path, reads: Path | None = None) -> Iterator[Pa
     and stays as it is. On failure the temporary file goes and the old file stays."""
     path = user_file(path, reads)
     recover(path)
-    descriptor, name = tempfile.mkstemp(
-        prefix=f".{path.name}{STAGING_MARK}{os.getpid()}-", dir=path.parent)
-    os.close(descriptor)
-    staged = Path(name)
+    staged = path.parent / f".{path.name}{STAGING_MARK}{os.getpid()}-{os.urandom(4).hex()}"
+    # Created as any new file is (0666 less the umask, applied by the kernel), not
+    # mkstemp's 0600; an existing file's mode is copied onto it below.
+    os.close(os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
     try:
         yield staged
         fsync_file(staged)
@@ -248,10 +248,6 @@ def user_file_output(path: str | Path, reads: Path | None = None) -> Iterator[Pa
             os.chmod(staged, stat.S_IMODE(status.st_mode))
             with suppress(PermissionError):
                 os.chown(staged, status.st_uid, status.st_gid)
-        else:  # as a new file would be: 0666 less the umask
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(staged, 0o666 & ~umask)
         kill_point("staged", path.name)
         try:
             os.replace(staged, path)
