@@ -33,7 +33,7 @@ check-python:
 $(VENV)/.installed: requirements.txt requirements-predict.txt requirements-serve.txt pyproject.toml | check-python
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip==26.3
-	$(VENV)/bin/pip install --quiet -c requirements.txt -e ".[pipeline,serve]"
+	$(VENV)/bin/pip install --quiet -c requirements.txt -e ".[pipeline,serve,openvino]"
 	touch $@
 
 # The prediction-only install as a user gets it: the project built as a wheel and installed
@@ -137,11 +137,10 @@ bench-onnx: setup  ## threads and batch sizes of the ONNX graphs (~6 min on 2 co
 	dvc repro onnx
 	python -m benchmarks.onnx_settings $(ARGS)
 
-# OpenVINO is not a dependency of the project (docs/performance.md: +180 MB, over the 100 MB a
-# variant may add): the benchmark installs its pinned version into .venv first.
+# OpenVINO (the `openvino` extra, in .venv) on the standard-op and fused graphs against ONNX
+# Runtime: which graph OpenVINO should read (benchmarks/openvino_compare.py).
 bench-openvino: setup  ## OpenVINO vs ONNX Runtime on the trained model (~3 min)
 	dvc repro onnx
-	$(VENV)/bin/pip install --quiet -c requirements.txt openvino==2026.4.1
 	python -m benchmarks.openvino_compare
 
 serve: setup  ## emotion-serve on models/onnx, http://127.0.0.1:8080 (docs/serving.md)

@@ -20,7 +20,7 @@ from emotion.data import read_split
 from emotion.hardware import cpu_model, speed_flags
 from emotion.paths import ONNX_DIR, RAW_DIR
 from emotion.prediction.onnx_backend import OnnxBackend
-from emotion.prediction.runtime_settings import VARIANT_FILES
+from emotion.prediction.runtime_settings import RUNTIMES
 
 BATCH_SIZES = (1, 8, 16, 32, 64, 128)
 
@@ -33,8 +33,9 @@ def main() -> None:
     print(f"CPU: {cpu_model()} [{' '.join(speed_flags())}], {os.cpu_count()} logical CPUs")
     texts = list(read_split(RAW_DIR, "test")["text"])
     threads = sorted({1, os.cpu_count() or 1})
-    backends = {(variant, count): OnnxBackend(ONNX_DIR, 1, variant, threads=count)
-                for variant in VARIANT_FILES for count in threads}
+    backends = {(variant, count): OnnxBackend(ONNX_DIR, variant, 1, threads=count)
+                for variant in RUNTIMES if RUNTIMES[variant].engine == "onnxruntime"
+                for count in threads}
     rates: dict[tuple, list[float]] = {}
     latencies: dict[tuple, list[float]] = {}
     for _ in range(args.rounds):
@@ -56,11 +57,11 @@ def main() -> None:
                 predict(texts)
                 rates.setdefault((variant, count, batch_size), []).append(
                     len(texts) / (time.perf_counter() - start))
-    print(f"{'graph':<8} {'threads':>7} {'one text ms (p95)':>18} " + " ".join(
+    print(f"{'runtime':<20} {'threads':>7} {'one text ms (p95)':>18} " + " ".join(
         f"{'b' + str(size):>7}" for size in BATCH_SIZES) + "   (test split, texts/s)")
     for (variant, count) in backends:
         times = latencies[variant, count]
-        print(f"{variant:<8} {count:>7} {statistics.median(times):8.2f} "
+        print(f"{variant:<20} {count:>7} {statistics.median(times):8.2f} "
               f"({np.percentile(times, 95):6.2f}) " + " ".join(
                   f"{statistics.median(rates[variant, count, size]):7.1f}"
                   for size in BATCH_SIZES), flush=True)

@@ -57,7 +57,7 @@ def main() -> None:
     print(f"CPU: {cpu_model()} [{' '.join(speed_flags())}]; onnxruntime "
           f"{onnxruntime.__version__}, OpenVINO {openvino.__version__}")
     texts = list(read_split(RAW_DIR, "test")["text"])
-    runtime = OnnxBackend(ONNX_DIR, 64, "float32")
+    runtime = OnnxBackend(ONNX_DIR, "onnxruntime-float32", 64)
     ids, _ = runtime.encode(texts)
     with tempfile.TemporaryDirectory() as scratch:
         standard = Path(scratch) / "standard.onnx"

@@ -3,8 +3,10 @@
   texts sorted by length into batches, as `emotion-predict --backend tensorflow` runs it;
 - SavedModel (models/serving): requests of one batch each, in test-set order, as a server
   would get them;
-- ONNX float32 and ONNX int8 (models/onnx): emotion.predict's onnx backend, as
-  `emotion-predict` runs it (length-sorted batches).
+- every runtime of the ONNX runtime folder (models/onnx) that can run here: ONNX Runtime
+  float32 and int8, OpenVINO float32 and bfloat16 (the `openvino` extra; bf16 on CPUs with
+  AVX512_BF16 or AMX), as `emotion-predict --runtime NAME` runs it (padding-bounded batches),
+  and the default, whichever runtime the folder's rule picks here.
 
 For each: the cold start of the real command (process start to exit, labelling one text;
 for the SavedModel a plain Python process that loads it), the single-text latency (median and
@@ -42,6 +44,8 @@ from emotion.hardware import cpu_model, speed_flags
 from emotion.paths import MODEL_DIR, RAW_DIR, SERVING_DIR
 from emotion.prediction.classifier import DEFAULT_BATCH_SIZE, TextClassifier
 from emotion.prediction.cli import CHUNK
+from emotion.prediction.runtime_choice import cannot_run
+from emotion.prediction.runtime_settings import RUNTIMES
 
 COMMAND = shutil.which("emotion-predict", path=str(Path(sys.executable).parent))
 SAVED_MODEL_COLD = ("import sys; from emotion.process import start_tensorflow; "
@@ -103,8 +107,12 @@ def main() -> None:
     print(f"test split: {len(texts)} texts, {np.mean(lengths):.1f} tokens a text, "
           f"{split_flops / len(texts) / 1e9:.2f} GFLOP a text")
     serving = tf.saved_model.load(str(SERVING_DIR)).signatures["serving_default"]
-    onnx = {variant: TextClassifier(batch_size=args.batch_size, variant=variant)
-            for variant in ("float32", "int8")}
+    onnx = {runtime: TextClassifier(batch_size=args.batch_size, runtime=runtime)
+            for runtime in RUNTIMES if not cannot_run(runtime)}
+    default = TextClassifier(batch_size=args.batch_size)
+    print(f"default: {default.runtime} ({default.why}); not run here: " + ("; ".join(
+        f"{runtime}: {cannot_run(runtime)}" for runtime in RUNTIMES if cannot_run(runtime))
+        or "none"))
     one = "i feel wonderful today"
     paths = {
         "TF Python path": (lambda batch: trained.predict(batch).logits, CHUNK,
@@ -112,11 +120,13 @@ def main() -> None:
         "SavedModel": (lambda batch: serving(text=tf.constant(batch))["probabilities"].numpy(),
                        args.batch_size, [sys.executable, "-c", SAVED_MODEL_COLD,
                                          str(SERVING_DIR), one]),
-        **{f"ONNX {variant}": (lambda batch, c=classifier: c.predict(batch).logits, CHUNK,
-                               [COMMAND, "--variant", variant, one])
-           for variant, classifier in onnx.items()},
+        **{runtime: (lambda batch, c=classifier: c.predict(batch).logits, CHUNK,
+                     [COMMAND, "--runtime", runtime, one])
+           for runtime, classifier in onnx.items()},
+        f"default ({default.runtime})": (lambda batch: default.predict(batch).logits, CHUNK,
+                                         [COMMAND, one]),
     }
-    print(f"{'path':<16} {'cold start s':>22} {'one text ms':>18} {'test split':>14} "
+    print(f"{'path':<30} {'cold start s':>22} {'one text ms':>18} {'test split':>14} "
           f"{'GFLOP/s':>8} {'of peak':>7}")
     rates = {}
     for name, (predict, request_size, command) in paths.items():
@@ -124,11 +134,12 @@ def main() -> None:
         median, p95 = latency(predict, texts, args.calls)
         rates[name] = throughput(predict, texts, request_size)
         flops = split_flops / len(texts) * rates[name]
-        print(f"{name:<16} {statistics.median(starts):5.2f} ({min(starts):.2f}-{max(starts):.2f})"
+        print(f"{name:<30} {statistics.median(starts):5.2f} ({min(starts):.2f}-{max(starts):.2f})"
               f"{'':>8} {median:6.2f} (p95 {p95:5.2f}) {rates[name]:8.1f} texts/s "
               f"{flops / 1e9:7.1f} {flops / peak:6.1%}", flush=True)
-    print(f"int8 throughput / TF Python path: {rates['ONNX int8'] / rates['TF Python path']:.2f}x;"
-          f" float32: {rates['ONNX float32'] / rates['TF Python path']:.2f}x")
+    print("throughput / TF Python path: " + ", ".join(
+        f"{name} {rate / rates['TF Python path']:.2f}x" for name, rate in rates.items()
+        if name != "TF Python path"))
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@ which precision trains fastest (bfloat16 units: AVX512_BF16, AMX)."""
 
 from __future__ import annotations
 
+import os
 import platform
 from functools import cache
 from pathlib import Path
@@ -10,6 +11,9 @@ from pathlib import Path
 # /proc/cpuinfo flags that matter for training speed, in the order they are printed.
 SPEED_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16")
 BFLOAT16_FLAGS = ("avx512_bf16", "amx_bf16")
+# A test hook: flags (comma-separated) this process acts as if the CPU lacked, so that the
+# fallbacks of a CPU without them run on one with them.
+HIDE_FLAGS_VARIABLE = "EMOTION_HIDE_CPU_FLAGS"
 
 
 @cache
@@ -32,8 +36,10 @@ def cpu_model() -> str:
 
 
 def cpu_flags() -> set[str]:
-    """The CPU's instruction-set flags (Linux; empty elsewhere)."""
-    return set(_cpuinfo().get("flags", "").split())
+    """The CPU's instruction-set flags (Linux; empty elsewhere), less those hidden by
+    EMOTION_HIDE_CPU_FLAGS."""
+    hidden = set(os.environ.get(HIDE_FLAGS_VARIABLE, "").split(","))
+    return set(_cpuinfo().get("flags", "").split()) - hidden
 
 
 def speed_flags() -> list[str]:

@@ -18,7 +18,7 @@ from emotion.prediction.backend import DEFAULT_BATCH_SIZE
 class TensorFlowBackend:
     """Token ids and logits of raw text from a trained model folder (a Backend)."""
 
-    variant = "float32"
+    runtime = "tensorflow"  # float32
     batches = True  # padded batches give each text the scores it gets alone (within 1e-6)
 
     def __init__(self, folder: str | Path, batch_size: int = DEFAULT_BATCH_SIZE,

@@ -33,7 +33,7 @@ def test_a_text_scores_the_same_in_any_run(runtime_folders):
     from emotion.predict import TextClassifier
 
     texts = make_texts(200, random.Random(1))[0] + [text for text in HARD_TEXTS if text.strip()]
-    classifier = TextClassifier(runtime_folders["onnx"], variant="float32")
+    classifier = TextClassifier(runtime_folders["onnx"], runtime="onnxruntime-float32")
     alone = np.concatenate([classifier.predict([text]).probabilities for text in texts])
     for seed in (1, 2):
         order = list(range(len(texts)))

@@ -32,6 +32,7 @@ from conftest import (
 from tokenizers import Tokenizer
 
 PREDICT = shutil.which("emotion-predict", path=str(Path(sys.executable).parent))
+F32, I8, BF16 = "onnxruntime-float32", "onnxruntime-int8", "openvino-bf16"
 
 
 def predict(*args: str, stdin: bytes | None = None, cwd: Path | None = None,
@@ -340,7 +341,7 @@ def test_predictions_match_the_evaluate_stage(dvc_repo, model, tf_model, backend
     stdin = ("\n".join(confusion["text"]) + "\n").encode()
     args = model_args(backend.split()[0], model, tf_model)
     if backend == "onnx float32":
-        args += ["--variant", "float32"]
+        args += ["--runtime", "onnxruntime-float32"]
     records = jsonl(ok(predict(*args, stdin=stdin)))
     assert [r["label"] for r in records] == list(confusion["predicted"])
 
@@ -452,102 +453,123 @@ def test_emotion_predict_runs_on_onnx_without_tensorflow_or_transformers(dvc_rep
     assert imported & TRAINING_STACK == set()
 
 
-def test_onnx_stage_measures_both_graphs_against_the_tensorflow_model(dvc_repo):
+def test_onnx_stage_measures_each_runtime_against_the_tensorflow_model(dvc_repo):
     import onnx
 
     from emotion.packaging.model_card import render_runtime_card
     from emotion.predict import TextClassifier
-    from emotion.prediction.runtime_settings import VARIANT_FILES
+    from emotion.prediction.runtime_choice import cannot_run
 
     root = dvc_repo[0]
     metrics = json.loads((root / "metrics/onnx.json").read_text())
     evaluate = json.loads((root / "metrics/evaluate.json").read_text())
     assert metrics["token_parity"] == {"texts": 144, "mismatches": 0}
     for split in ("validation", "test"):
-        float32 = metrics["float32"][split]
+        float32 = metrics[F32][split]
         assert float32["label_mismatches"] == 0
         assert float32["max_probability_difference"] < 1e-5
         assert float32["accuracy"] == evaluate[split]["accuracy"]
         assert float32["loss"] == pytest.approx(evaluate[split]["loss"], abs=1e-5)
         assert float32["ece"] == pytest.approx(evaluate[split]["ece"], abs=1e-5)
-        assert set(metrics["int8"][split]) == set(float32)
+        assert set(metrics[I8][split]) == set(float32)
+        if not cannot_run(BF16):
+            assert set(metrics[BF16][split]) == set(float32)
     # int8 is the default exactly when its validation accuracy is within 0.2 points and its
     # scores do not depend on the batch: it runs in batches on this CPU (OnnxBackend's
     # load-time check; float32 always does), and alone vs. batched nothing moves. Whether
     # int8's kernels batch on this CPU, measured here with plain onnxruntime sessions: the
     # stage ran it in batches exactly when they do.
     batch_size = yaml.safe_load((root / "params.yaml").read_text())["onnx"]["batch_size"]
-    assert metrics["float32"]["batch_size"] == batch_size
+    assert metrics[F32]["batch_size"] == batch_size
     texts = list(pd.read_parquet(root / "data/raw/test.parquet")["text"])
     ids = TextClassifier(root / "models/onnx").backend.encode(texts)[0]
     int8_graph = root / "models/onnx/model.int8.onnx"
     moved_here = np.abs(softmax(raw_logits(int8_graph, ids)) - softmax(
         raw_logits(int8_graph, ids, batch_size=batch_size))).max()
-    assert metrics["int8"]["batch_size"] == (batch_size if moved_here <= 1e-6 else 1)
-    drop = metrics["float32"]["validation"]["accuracy"] - metrics["int8"]["validation"][
+    assert metrics[I8]["batch_size"] == (batch_size if moved_here <= 1e-6 else 1)
+    drop = metrics[F32]["validation"]["accuracy"] - metrics[I8]["validation"][
         "accuracy"]
-    moved = metrics["int8"]["batch_independence"]["test"]
-    expected = ("int8" if round(drop, 6) <= 0.002 and metrics["int8"]["batch_size"] > 1
+    moved = metrics[I8]["batch_independence"]["test"]
+    expected = (I8 if round(drop, 6) <= 0.002 and metrics[I8]["batch_size"] > 1
                 and moved["label_mismatches"] == 0
-                and moved["max_probability_difference"] <= 1e-6 else "float32")
+                and moved["max_probability_difference"] <= 1e-6 else F32)
     settings = json.loads((root / "models/onnx/runtime.json").read_text())
     assert metrics["default"] == settings["default"] == expected
     # The int8 graph computes with 8-bit weights, and is smaller; both run fused kernels,
     # as the stage counted them; and a text's scores do not move when it runs alone.
     graph = onnx.load(str(root / "models/onnx/model.int8.onnx"))
     assert "MatMulNBits" in {node.op_type for node in graph.graph.node}
-    assert metrics["int8"]["size_mb"] < metrics["float32"]["size_mb"]
-    assert metrics["int8"]["operators"]["MatMulNBits"] > 0
-    for variant in ("float32", "int8"):
-        assert metrics[variant]["operators"]["Attention"] > 0
-        moved = metrics[variant]["batch_independence"]["test"]
+    assert metrics[I8]["size_mb"] < metrics[F32]["size_mb"]
+    assert metrics[I8]["operators"]["MatMulNBits"] > 0
+    for runtime in (F32, I8):
+        assert metrics[runtime]["operators"]["Attention"] > 0
+        moved = metrics[runtime]["batch_independence"]["test"]
         assert moved["label_mismatches"] == 0 and moved["max_probability_difference"] <= 1e-6
-    flips = sum(a != b for a, b in zip(*(
-        TextClassifier(root / "models/onnx", variant=variant).predict(
-            list(pd.read_parquet(root / "data/raw/validation.parquet")["text"])).top()
-        for variant in ("int8", "float32"))))
-    assert metrics["int8_vs_float32"]["validation"]["label_mismatches"] == flips
+    validation = list(pd.read_parquet(root / "data/raw/validation.parquet")["text"])
+    runtimes = [runtime for runtime in (F32, I8, BF16) if not cannot_run(runtime)]
+    top = {runtime: TextClassifier(root / "models/onnx", runtime=runtime).predict(
+        validation).top() for runtime in runtimes}
+    for runtime in runtimes[1:]:
+        flips = sum(a != b for a, b in zip(top[runtime], top[F32]))
+        assert metrics[runtime]["vs_float32"]["validation"]["label_mismatches"] == flips
+    # openvino-bf16 is measured where it can run, and preferred exactly where it passed
+    # the rule: int8's conditions, and no more flips and no worse ECE than int8's.
+    if cannot_run(BF16):
+        assert metrics[BF16] == {"measured": False, "why": cannot_run(BF16)}
+        assert metrics["rule"][BF16] == f"not measured: {cannot_run(BF16)}"
+    else:
+        bf16, int8 = metrics[BF16], metrics[I8]
+        moved = bf16["batch_independence"]["test"]
+        passed = (round(metrics[F32]["validation"]["accuracy"]
+                        - bf16["validation"]["accuracy"], 6) <= 0.002
+                  and bf16["batch_size"] == batch_size and moved["label_mismatches"] == 0
+                  and moved["max_probability_difference"] <= 0.02
+                  and bf16["vs_float32"]["validation"]["label_mismatches"]
+                  <= int8["vs_float32"]["validation"]["label_mismatches"]
+                  and bf16["validation"]["ece"] <= int8["validation"]["ece"])
+        assert (metrics["rule"][BF16] == "passed") == passed, metrics["rule"]
+    assert metrics["preferred"] == settings.get("preferred") == (
+        [BF16] if metrics["rule"][BF16] == "passed" else [])
     # What the stage measured is what each graph gives from Python: accuracy, calibration
     # and what --min-prob keeps, at evaluate's thresholds (float32's equal evaluate's).
     test = pd.read_parquet(root / "data/raw/test.parquet")
     labels = test["label"].to_numpy()
     thresholds = yaml.safe_load((root / "params.yaml").read_text())["evaluate"][
         "min_prob_thresholds"]
-    assert list(metrics["float32"]["min_prob"]["test"]) == [str(t) for t in thresholds]
+    assert list(metrics[F32]["min_prob"]["test"]) == [str(t) for t in thresholds]
     for threshold, figures in evaluate["min_prob"]["test"].items():  # TF's, within one text
         # of a top probability that parity (< 1e-5) could move across the threshold
-        assert metrics["float32"]["min_prob"]["test"][threshold]["coverage"] == pytest.approx(
+        assert metrics[F32]["min_prob"]["test"][threshold]["coverage"] == pytest.approx(
             figures["coverage"], abs=1 / len(test))
-    for variant in ("float32", "int8"):
-        scores = TextClassifier(root / "models/onnx", variant=variant).predict(
+    for runtime in runtimes:
+        scores = TextClassifier(root / "models/onnx", runtime=runtime).predict(
             list(test["text"])).probabilities
         assert (scores.argmax(axis=1) == labels).mean() == pytest.approx(
-            metrics[variant]["test"]["accuracy"], abs=1e-6)
+            metrics[runtime]["test"]["accuracy"], abs=1e-6)
         assert reference_ece(scores, labels) == pytest.approx(
-            metrics[variant]["test"]["ece"], abs=1e-6)
+            metrics[runtime]["test"]["ece"], abs=1e-6)
         for threshold in thresholds:
             kept = scores.max(axis=1) >= threshold
-            figures = metrics[variant]["min_prob"]["test"][str(threshold)]
+            figures = metrics[runtime]["min_prob"]["test"][str(threshold)]
             assert figures["coverage"] == pytest.approx(kept.mean(), abs=1e-6)
             if kept.any():
                 assert figures["accuracy"] == pytest.approx(
                     (scores.argmax(axis=1) == labels)[kept].mean(), abs=1e-6)
-    # The folder's model card names its default graph and gives each graph's figures.
+    # The folder's model card names what runs and gives each runtime's figures.
     card = (root / "models/onnx/README.md").read_text()
-    assert f"Default graph: **{metrics['default']}**" in card
-    for variant in ("float32", "int8"):
-        test_figures = metrics[variant]["test"]
+    assert f"Runs on: **{(metrics['preferred'] or [metrics['default']])[0]}**" in card
+    for runtime in runtimes:
+        test_figures = metrics[runtime]["test"]
         figures = (f"| {test_figures['accuracy']:.4f} | {test_figures['macro_f1']:.4f} "
                    f"| {test_figures['loss']:.4f} | {test_figures['ece']:.4f} |")
         assert [line for line in card.splitlines()
-                if line.startswith(f"| {variant}") and figures in line], card
+                if line.startswith(f"| {runtime}") and figures in line], card
     # It says so where int8 ran one text at a time, its scores depending on the batch there.
-    assert ("there it runs one text at a time" in card) == (metrics["int8"]["batch_size"] == 1)
-    fallback = {**metrics, "int8": {**metrics["int8"], "batch_size": 1}}
+    assert ("there it runs one text at a time" in card) == (metrics[I8]["batch_size"] == 1)
+    fallback = {**metrics, I8: {**metrics[I8], "batch_size": 1}}
     for figures in (metrics, fallback):
-        one_at_a_time = "there it runs one text at a time" in render_runtime_card(
-            figures, VARIANT_FILES)
-        assert one_at_a_time == (figures["int8"]["batch_size"] == 1)
+        one_at_a_time = "there it runs one text at a time" in render_runtime_card(figures)
+        assert one_at_a_time == (1 in (figures[name].get("batch_size") for name in runtimes))
 
 
 def reference_ece(probabilities: np.ndarray, labels: np.ndarray, bins: int = 15) -> float:
@@ -575,7 +597,10 @@ def test_the_prediction_only_install_labels_text_as_the_full_one(model, tmp_path
     texts = ["i feel wonderful today", "i am so nervous", " ".join(["cheerful"] * 60)]
     light = subprocess.run([command, "--model", str(model), *texts], capture_output=True,
                            cwd=tmp_path, timeout=600)
-    assert ok(light) == ok(predict("--model", str(model), *texts))
+    # The same runtime as the full install's: the folder's default (the light install has
+    # no OpenVINO, which the full one may prefer).
+    default = json.loads((model / "runtime.json").read_text())["default"]
+    assert ok(light) == ok(predict("--model", str(model), "--runtime", default, *texts))
     installed = subprocess.run(
         [PREDICT_VENV / "bin/python", "-c", "import importlib.util, sys; print(sorted(name for "
          "name in sys.argv[1:] if importlib.util.find_spec(name)))", *TRAINING_STACK],
@@ -591,3 +616,27 @@ def test_the_prediction_only_install_labels_text_as_the_full_one(model, tmp_path
     declared = {re.split(r"[<>=;\[ ]", spec)[0] for spec in package[1]
                 if "extra ==" not in spec or 'extra == "predict"' in spec}
     assert {"onnxruntime", "tokenizers", "numpy", "tqdm", "pyarrow"} <= declared
+
+
+def test_without_the_openvino_extra_the_choice_falls_back_and_says_why(runtime_folders,
+                                                                        tmp_path):
+    """The prediction-only install lacks OpenVINO: a folder whose rule passed openvino-bf16
+    runs its default there, and --verbose says why; forcing openvino-bf16 is one line, exit
+    2."""
+    command = PREDICT_VENV / "bin/emotion-predict"
+    require(command.exists(), "the prediction-only install (make setup-predict)")
+    folder = tmp_path / "onnx"
+    shutil.copytree(runtime_folders["onnx"], folder)
+    settings = json.loads((folder / "runtime.json").read_text())
+    (folder / "runtime.json").write_text(json.dumps(
+        {**settings, "default": I8, "preferred": [BF16]}))
+    light = subprocess.run([command, "--verbose", "--model", str(folder), "i am glad"],
+                           capture_output=True, text=True, timeout=120)
+    assert light.returncode == 0, light.stderr
+    assert (f"runtime: {I8} (the folder's default ({BF16} passed the onnx stage's rule but "
+            "OpenVINO is not installed") in light.stderr
+    forced = subprocess.run([command, "--runtime", BF16, "--model", str(folder), "hi"],
+                            capture_output=True, text=True, timeout=120)
+    assert forced.returncode == 2 and forced.stdout == ""
+    assert forced.stderr == (f"error: runtime {BF16} cannot run here: OpenVINO is not "
+                             "installed (pip install '.[openvino]')\n")

@@ -110,6 +110,12 @@ def outputs(answer: dict) -> dict:
     return {output["name"]: output for output in answer["outputs"]}
 
 
+def expected_runtime(folder: Path) -> str:
+    from emotion.predict import TextClassifier
+
+    return TextClassifier(folder).runtime
+
+
 def test_both_protocols_answer_as_text_classifier_does(serve, runtime_folders):
     from emotion.predict import TextClassifier
 
@@ -118,6 +124,12 @@ def test_both_protocols_answer_as_text_classifier_does(serve, runtime_folders):
     assert call(f"{server.url}/v2/health/live")[:2] == (200, {"live": True})
     status, metadata, _ = call(f"{server.url}/v2/models/emotion")
     assert status == 200 and metadata["parameters"]["labels"] == LABELS
+    # What runs is the classifier's choice, stated in the metadata and the start-up line.
+    assert metadata["parameters"]["runtime"] == expected_runtime(runtime_folders["onnx"])
+    deadline = time.monotonic() + 10  # printed before ready; read by a thread meanwhile
+    while f"on {metadata['parameters']['runtime']} (" not in server.output():
+        assert time.monotonic() < deadline, server.output()
+        time.sleep(0.05)
     assert metadata["outputs"][1] == {"name": "probabilities", "datatype": "FP32",
                                       "shape": [-1, len(LABELS)]}
     status, answer, _ = server.infer(TEXTS)
@@ -273,12 +285,17 @@ def test_a_folder_that_is_not_a_model_fails_with_one_line(tmp_path):
         "`dvc pull`), or pass --backend tensorflow to use the trained model folder"]
 
 
-def test_the_prediction_only_install_serves_without_the_training_stack(serve):
+def test_the_prediction_only_install_serves_without_the_training_stack(serve, runtime_folders):
     command = PREDICT_VENV / "bin/emotion-serve"
     require(command.exists(), "the prediction-only install (make setup-predict)")
     server = serve(command=command)
     status, answer, _ = server.infer(["i am glad"])
     assert status == 200 and outputs(answer)["label"]["data"][0] in LABELS
+    # Without the openvino extra, asking for it is one line and exit 2, before serving.
+    refused = subprocess.run([command, "--model", str(runtime_folders["onnx"]), "--runtime",
+                              "openvino-bf16"], capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 2 and refused.stderr.count("\n") == 1, refused.stderr
+    assert "OpenVINO is not installed" in refused.stderr
 
 
 CHROMEDRIVER = shutil.which("chromedriver")

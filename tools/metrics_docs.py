@@ -42,7 +42,7 @@ def results(m: dict[str, dict]) -> str:
     kept = m["evaluate"]["min_prob"]["test"].get("0.9")
     tests = m["export"]["prediction_parity"]["texts"]  # the test split's size
     standard_error = (test["accuracy"] * (1 - test["accuracy"]) / tests) ** 0.5
-    default = m["onnx"]["default"]
+    default = (m["onnx"]["preferred"] or [m["onnx"]["default"]])[0]
     runtime = m["onnx"][default]
     runtime_kept = runtime["min_prob"]["test"].get("0.9")
     text = (
@@ -62,7 +62,8 @@ def results(m: dict[str, dict]) -> str:
                  f"{percent(kept['coverage'])} of the test texts at "
                  f"{percent(kept['accuracy'])} accuracy")
     text += (
-        f".\n\nWhat `emotion-predict` runs by default, the **{default}** ONNX graph "
+        f".\n\nWhat `emotion-predict` runs by default"
+        f"{' where it can' if m['onnx']['preferred'] else ''}, **{default}** "
         f"(`metrics/onnx.json`): test accuracy {runtime['test']['accuracy']:.4f}, loss "
         f"{runtime['test']['loss']:.4f}, ECE {runtime['test']['ece']:.4f}")
     if runtime_kept and "accuracy" in runtime_kept:
@@ -72,42 +73,56 @@ def results(m: dict[str, dict]) -> str:
 
 
 def onnx(m: dict[str, dict]) -> str:
-    """What each graph of the runtime folder costs against the TensorFlow model."""
+    """What each runtime of the runtime folder costs against the TensorFlow model."""
     metrics = m["onnx"]
-    float32, int8 = metrics["float32"], metrics["int8"]
-    default = metrics["default"]
+    float32, int8 = metrics["onnxruntime-float32"], metrics["onnxruntime-int8"]
+    bf16 = metrics["openvino-bf16"]
+    default, preferred = metrics["default"], metrics["preferred"]
     texts = metrics["token_parity"]["texts"]
     tests = m["export"]["prediction_parity"]["texts"]  # the test split's size
     drop = float32["validation"]["accuracy"] - int8["validation"]["accuracy"]
-    batch_moves = [graph["batch_independence"]["test"]["max_probability_difference"]
-                   for graph in (float32, int8)]
-    return (
-        f"**Which graph, and what it costs** (`metrics/onnx.json`, measured by the `onnx` "
-        f"stage on every run against the TF model): the float32 graph's test labels differ "
-        f"from TF's on {float32['test']['label_mismatches']} of {tests:,} texts (largest "
-        f"probability difference {float32['test']['max_probability_difference']:.1e}), its "
-        f"tokenizer's ids on {metrics['token_parity']['mismatches']} of {texts:,}. The int8 "
-        f"graph ({int8['size_mb']:.0f} MB instead of "
-        f"{float32['size_mb']:.0f}; 8-bit weights, a scale per block of "
-        f"{metrics['int8_block_size']}; "
-        f"{metrics['int8_vs_float32']['validation']['label_mismatches']} validation labels "
-        f"differ from float32's) "
-        f"{'loses' if drop > 0 else 'gains'} {100 * abs(drop):.2f} points of validation "
-        f"accuracy against float32 "
-        f"({int8['validation']['accuracy']:.4f} vs {float32['validation']['accuracy']:.4f}), "
-        f"so the default is **{default}**. On test, int8 vs float32: accuracy "
-        f"{int8['test']['accuracy']:.4f} vs {float32['test']['accuracy']:.4f}, calibrated loss "
-        f"{int8['test']['loss']:.4f} vs {float32['test']['loss']:.4f}, ECE "
-        f"{int8['test']['ece']:.4f} vs {float32['test']['ece']:.4f}; "
-        f"{int8['test']['label_mismatches']} of {tests:,} test labels differ from TF's, and "
-        f"int8's probabilities differ from TF's by "
-        f"up to {int8['test']['max_probability_difference']:.2f}. Both graphs run fused "
-        f"kernels ({float32['operators']['Attention']} Attention, "
-        f"{float32['operators']['SkipLayerNormalization']} SkipLayerNormalization) and batch: "
-        f"a test text's probabilities alone and in a batch differ by at most "
-        f"{f'{max(batch_moves):.1g}' if max(batch_moves) else '0 (bit-equal)'}. "
-        f"`--variant` picks the other graph; `models/onnx/README.md` has each graph's "
-        f"`--min-prob` figures.")
+    measured = [figures for figures in (float32, int8, bf16) if "test" in figures]
+    batch_moves = [figures["batch_independence"]["test"]["max_probability_difference"]
+                   for figures in (float32, int8)]
+    text = (
+        f"**Which runtime, and what it costs** (`metrics/onnx.json`, measured by the `onnx` "
+        f"stage on every run against the TF model, on {metrics['cpu']}): the float32 graph's "
+        f"test labels differ from TF's on {float32['test']['label_mismatches']} of {tests:,} "
+        f"texts (largest probability difference "
+        f"{float32['test']['max_probability_difference']:.1e}), its tokenizer's ids on "
+        f"{metrics['token_parity']['mismatches']} of {texts:,}. The int8 graph "
+        f"({int8['size_mb']:.0f} MB instead of {float32['size_mb']:.0f}; 8-bit weights, a "
+        f"scale per block of {metrics['int8_block_size']}; "
+        f"{int8['vs_float32']['validation']['label_mismatches']} validation labels differ "
+        f"from float32's) {'loses' if drop > 0 else 'gains'} {100 * abs(drop):.2f} points of "
+        f"validation accuracy against float32 ({int8['validation']['accuracy']:.4f} vs "
+        f"{float32['validation']['accuracy']:.4f}), so ONNX Runtime's default is "
+        f"**{default}**. On test, int8 vs float32: accuracy {int8['test']['accuracy']:.4f} vs "
+        f"{float32['test']['accuracy']:.4f}, calibrated loss {int8['test']['loss']:.4f} vs "
+        f"{float32['test']['loss']:.4f}, ECE {int8['test']['ece']:.4f} vs "
+        f"{float32['test']['ece']:.4f}. Both ONNX Runtime graphs run fused kernels "
+        f"({float32['operators']['Attention']} Attention, "
+        f"{float32['operators']['SkipLayerNormalization']} SkipLayerNormalization); a test "
+        f"text's probabilities alone and in a batch differ by at most "
+        f"{f'{max(batch_moves):.1g}' if max(batch_moves) else '0 (bit-equal)'}.")
+    if "test" in bf16:
+        moved = bf16["batch_independence"]["test"]
+        text += (
+            f" **OpenVINO in bfloat16** (the `openvino` extra, CPUs with AVX512_BF16 or AMX): "
+            f"{bf16['vs_float32']['validation']['label_mismatches']} validation labels differ "
+            f"from float32's (int8: {int8['vs_float32']['validation']['label_mismatches']}), "
+            f"validation ECE {bf16['validation']['ece']:.4f} (int8: "
+            f"{int8['validation']['ece']:.4f}); on test accuracy {bf16['test']['accuracy']:.4f},"
+            f" probabilities within {bf16['vs_float32']['test']['max_probability_difference']:.2f}"
+            f" of float32's, and alone vs. batched within "
+            f"{moved['max_probability_difference']:.1g} ({moved['label_mismatches']} labels "
+            f"moved): {metrics['rule']['openvino-bf16']}, so "
+            + (f"**{preferred[0]}** runs where it can." if preferred
+               else f"{default} runs everywhere."))
+    else:
+        text += f" OpenVINO bfloat16 was not measured: {bf16['why']}."
+    return text + (f" `--runtime` picks another; `models/onnx/README.md` has each of the "
+                   f"{len(measured)} measured runtimes' `--min-prob` figures.")
 
 
 def export(m: dict[str, dict]) -> str:

@@ -196,63 +196,73 @@ def _limits(facts: dict[str, Any], report: dict[str, Any]) -> list[str]:
 FUSED_KERNELS = ("Attention", "SkipLayerNormalization", "BiasGelu")
 
 
-def render_runtime_card(metrics: dict[str, Any], files: dict[str, str]) -> str:
+def render_runtime_card(metrics: dict[str, Any]) -> str:
     """README.md of the ONNX runtime folder, from metrics/onnx.json's figures (`metrics`):
-    each graph's scores on the test split against the TensorFlow model it was converted from,
-    which graph runs by default, and the --min-prob figures of each."""
-    default = metrics["default"]
-    variants = [name for name in files if name in metrics]
+    each runtime's scores on the test split against the TensorFlow model it was converted
+    from, which runtime runs by default and why, and the --min-prob figures of each."""
+    default, preferred = metrics["default"], metrics["preferred"]
+    measured = [name for name, value in metrics.items()
+                if isinstance(value, dict) and "test" in value]
+    skipped = [name for name, value in metrics.items()
+               if isinstance(value, dict) and value.get("measured") is False]
     thresholds = list(metrics[default]["min_prob"]["test"])
+    ort = [name for name in measured if "operators" in metrics[name]]
+    choice = (f"**{preferred[0]}** where it can run (OpenVINO installed, a CPU with bfloat16 "
+              f"units), else **{default}**" if preferred else f"**{default}**")
     lines = [
         "# Emotion classifier: ONNX runtime folder",
         "",
-        "Labels English text on ONNX Runtime, without TensorFlow: `emotion-predict --model "
+        "Labels English text without TensorFlow: `emotion-predict --model "
         "<this folder> \"some text\"`, or `emotion.predict.TextClassifier(\"<this folder>\")`. "
         "Written by the pipeline's `onnx` stage from its own measurements (metrics/onnx.json), "
         "so it describes exactly these graphs. Probabilities are calibrated (the published "
         "model's temperature is in the graphs).",
         "",
-        f"Default graph: **{default}** (`{files[default]}`); `--variant` picks the other. "
-        f"int8 is the default only where its validation accuracy is within the pipeline's "
-        f"`onnx.int8_max_accuracy_drop` of float32's and its scores do not depend on the batch "
-        f"(measured on the machine that ran the stage).",
+        f"Runs on: {choice}; `--runtime` (`runtime=`) picks another, and `emotion-predict "
+        f"--verbose` says which runs and why. The rule, on validation, measured on "
+        f"{metrics['cpu']}: a runtime is as accurate as ONNX Runtime float32 where its "
+        f"accuracy is within the pipeline's `onnx.int8_max_accuracy_drop` of float32's and a "
+        f"text's scores do not depend on its batch; bfloat16 must also flip no more labels "
+        f"and be calibrated no worse than int8. "
+        + " ".join(f"{name}: {verdict}." for name, verdict in metrics["rule"].items()),
         "",
-        "Both graphs run ONNX Runtime's fused transformer kernels (" + ", ".join(
-            f"{name} {metrics[default]['operators'][name]}" for name in FUSED_KERNELS) + " in "
-        f"the default). int8 stores its weights outside attention as 8-bit integers, a scale "
-        f"per block of {metrics['int8_block_size']}, and quantizes each token's activations on "
-        "its own, so a text's scores do not depend on the texts batched with it (on test, "
+        "ONNX Runtime's graphs run its fused transformer kernels (" + ", ".join(
+            f"{name} {metrics[ort[0]]['operators'][name]}" for name in FUSED_KERNELS) + "); "
+        f"int8 stores its weights outside attention as 8-bit integers, a scale per block of "
+        f"{metrics['int8_block_size']}, and quantizes each token's activations on its own. "
+        "OpenVINO reads the float32 graph and computes its matmuls in bfloat16. On test, "
         "alone vs. in batches: " + "; ".join(
             f"{name} {metrics[name]['batch_independence']['test']['label_mismatches']} labels "
             f"differ, probabilities by up to "
             f"{metrics[name]['batch_independence']['test']['max_probability_difference']:.1g}"
-            for name in variants) + ")" + (
-            "; on the machine that ran the stage, though, a check of a few texts found the "
-            "int8 graph's scores depend on the batch (ONNX Runtime picks its int8 kernels per "
-            "CPU), so there it runs one text at a time" if metrics["int8"]["batch_size"] == 1
-            else "") + ".",
+            + (" (a check of a few texts found its scores depend on the batch on the machine "
+               "that ran the stage, so there it runs one text at a time)"
+               if metrics[name]["batch_size"] == 1 else "")
+            for name in measured) + "." + "".join(
+            f" {name} was not measured: {metrics[name]['why']}." for name in skipped),
         "",
         "## Test split",
         "",
-        "| graph | size MB | accuracy | macro F1 | cross-entropy | ECE | labels ≠ TF model "
+        "| runtime | size MB | accuracy | macro F1 | cross-entropy | ECE | labels ≠ TF model "
         "| largest probability difference |",
         "|---|---|---|---|---|---|---|---|",
-        *[f"| {name}{' (default)' if name == default else ''} | {metrics[name]['size_mb']} "
+        *[f"| {name}{' (default)' if name == default else ''} "
+          f"| {metrics[name].get('size_mb', '-')} "
           f"| {metrics[name]['test']['accuracy']:.4f} | {metrics[name]['test']['macro_f1']:.4f} "
           f"| {metrics[name]['test']['loss']:.4f} | {metrics[name]['test']['ece']:.4f} "
           f"| {metrics[name]['test']['label_mismatches']} "
-          f"| {metrics[name]['test']['max_probability_difference']:.2g} |" for name in variants],
+          f"| {metrics[name]['test']['max_probability_difference']:.2g} |" for name in measured],
         "",
         "## `--min-prob` on the test split",
         "",
         "Texts whose top probability is below the threshold get a null label; of the rest, "
         "the share kept (coverage) and their accuracy:",
         "",
-        "| graph | " + " | ".join(f"≥ {threshold}" for threshold in thresholds) + " |",
+        "| runtime | " + " | ".join(f"≥ {threshold}" for threshold in thresholds) + " |",
         "|---|" + "---|" * len(thresholds),
         *[f"| {name} | " + " | ".join(
             _kept(metrics[name]["min_prob"]["test"][threshold]) for threshold in thresholds)
-          + " |" for name in variants],
+          + " |" for name in measured],
         "",
         f"Token ids: {metrics['token_parity']['mismatches']} of "
         f"{metrics['token_parity']['texts']:,} texts differ from the training tokenizer's.",

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from emotion.packaging.onnx_graph import convert
 from emotion.packaging.onnx_optimize import fuse, quantize_int8
-from emotion.prediction.runtime_settings import VARIANT_FILES, RuntimeSettings
+from emotion.prediction.runtime_settings import GRAPHS, RuntimeSettings
 
 if TYPE_CHECKING:
     from emotion.tensorflow_backend import TensorFlowBackend
@@ -26,26 +26,27 @@ def write_runtime(trained: TensorFlowBackend, folder: Path, *, int8_block_size: 
     """The runtime folder of a trained model (loaded on the tensorflow backend): the fused
     float32 graph, its int8 copy (8-bit weights in blocks of `int8_block_size`), the
     tokenizer, and runtime.json (labels, max_length, padding and truncation; the default
-    variant is set later by set_default_variant, once both have been measured)."""
+    runtime is set later by set_runtime_choice, once each has been measured)."""
     folder.mkdir(parents=True)
     config = trained.model.config
     with tempfile.TemporaryDirectory() as scratch:
         standard = Path(scratch) / "standard.onnx"
         convert(trained.model, standard)
-        fuse(standard, folder / VARIANT_FILES["float32"], config.num_attention_heads,
+        fuse(standard, folder / GRAPHS["float32"], config.num_attention_heads,
              config.hidden_size)
     # Quantized after fusing: quantizing first turns the query/key/value MatMuls into
     # MatMulNBits, which the attention fusion does not match (docs/performance.md). So the
     # weights inside Attention stay float32; every other MatMul's are 8-bit.
-    quantize_int8(folder / VARIANT_FILES["float32"], folder / VARIANT_FILES["int8"],
+    quantize_int8(folder / GRAPHS["float32"], folder / GRAPHS["int8"],
                   int8_block_size)
     shutil.copy(trained.folder / "tokenizer.json", folder / "tokenizer.json")
     tokenizer = trained.tokenizer
     RuntimeSettings(labels=trained.labels, max_length=trained.max_length,
                     pad_id=tokenizer.pad_token_id, truncation_side=tokenizer.truncation_side,
-                    int8_block_size=int8_block_size, default="float32").write(folder)
+                    int8_block_size=int8_block_size, default="onnxruntime-float32").write(folder)
 
 
-def set_default_variant(folder: Path, variant: str) -> None:
-    """Record which graph emotion-predict runs unless told otherwise."""
-    replace(RuntimeSettings.read(folder), default=variant).write(folder)
+def set_runtime_choice(folder: Path, default: str, preferred: list[str]) -> None:
+    """Record which runtime emotion-predict runs unless told otherwise: the first of
+    `preferred` that can run where it runs, else `default`."""
+    replace(RuntimeSettings.read(folder), default=default, preferred=preferred).write(folder)

@@ -47,7 +47,7 @@ class Backend(Protocol):
 
     labels: list[str]
     max_length: int
-    variant: str  # what computes: "float32", "int8"
+    runtime: str  # what computes: a name of runtime_settings.RUNTIMES, or "tensorflow"
     batch_size: int  # texts a forward pass when it batches
     batches: bool  # False: one text at a time (its scores would depend on its batch)
 

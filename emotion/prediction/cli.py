@@ -31,7 +31,7 @@ from emotion.files import user_file_output
 from emotion.paths import MODEL_DIR, ONNX_DIR
 from emotion.prediction import readers
 from emotion.prediction.classifier import BACKENDS, DEFAULT_BATCH_SIZE, TextClassifier
-from emotion.prediction.runtime_settings import VARIANT_FILES
+from emotion.prediction.runtime_settings import RUNTIMES
 from emotion.process import start_tensorflow
 
 OUTPUT_FORMATS = ("table", "jsonl", "csv")
@@ -68,9 +68,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--backend", choices=BACKENDS, default="onnx",
                         help="onnx (the default: onnxruntime, no TensorFlow) or tensorflow "
                         "(the trained model folder, as the pipeline evaluates it)")
-    parser.add_argument("--variant", choices=tuple(VARIANT_FILES),
-                        help="with the onnx backend: the float32 or int8 graph; default: the "
-                        "folder's (int8 where the onnx stage measured it as accurate)")
+    parser.add_argument("--runtime", choices=tuple(RUNTIMES),
+                        help="with the onnx backend: the engine and precision; default: "
+                        "openvino-bf16 where OpenVINO is installed, the CPU has bfloat16 "
+                        "units and the onnx stage measured it as accurate, else the folder's "
+                        "default (onnxruntime-int8 where measured as accurate as float32)")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="say on stderr which runtime runs and why")
     parser.add_argument("-b", "--batch-size", type=int, default=DEFAULT_BATCH_SIZE,
                         help=f"texts per forward pass; default: {DEFAULT_BATCH_SIZE}")
     parser.add_argument("--min-prob", type=float, metavar="P",
@@ -87,8 +91,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.input is not None and args.texts:
         parser.error("give texts as arguments or --input FILE, not both")
-    if args.variant is not None and args.backend != "onnx":
-        parser.error("--variant goes with --backend onnx")
+    if args.runtime is not None and args.backend != "onnx":
+        parser.error("--runtime goes with --backend onnx")
     if args.batch_size <= 0:
         parser.error(f"--batch-size must be > 0, got {args.batch_size}")
     if args.min_prob is not None and not 0 <= args.min_prob <= 1:
@@ -166,7 +170,10 @@ def label_all(args: argparse.Namespace, texts: Iterator[str],
     # would cost more start-up time than it saves.
     few = args.input is None and args.texts not in ([], ["-"]) and len(args.texts) <= 64
     classifier = TextClassifier(args.model, args.backend, args.batch_size,
-                                variant=args.variant, graph=not few)
+                                runtime=args.runtime, graph=not few)
+    if args.verbose:
+        print(f"runtime: {classifier.runtime} ({classifier.why}); model: "
+              f"{classifier.backend.folder}", file=sys.stderr)
     kind = args.format or ("table" if stream.isatty() else "jsonl")
     writer = Writer(stream, kind, classifier.labels)
     labelled = skipped = uncertain = 0

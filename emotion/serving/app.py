@@ -47,6 +47,9 @@ from emotion.serving.connections import draining
 from emotion.serving.protocol import Limits, RequestError
 
 VERSION = "1"
+# The model metadata's platform, by engine (KServe's and Triton's names).
+PLATFORMS = {"onnxruntime": "onnxruntime_onnx", "openvino": "openvino", "tensorflow":
+             "tensorflow_savedmodel"}
 RETRY_AFTER = "1"  # seconds, in 503 answers
 # The tests' fault hook: a model batch holding this exact text fails (as an exception in the
 # model run would), so that its requests' 500s can be checked. Unset: no effect.
@@ -68,7 +71,7 @@ class Settings:
     """What `emotion-serve` was asked to serve, and how."""
     model: Path
     name: str = "emotion"
-    variant: str | None = None
+    runtime: str | None = None  # None: the choice rule (emotion.prediction.runtime_choice)
     threads: int = 0
     max_batch: int = 64
     max_wait_ms: float = 0.0
@@ -109,9 +112,11 @@ def create_app(settings: Settings) -> Starlette:
 
     def load() -> None:
         classifier = TextClassifier(settings.model, batch_size=settings.max_batch,
-                                    variant=settings.variant, threads=settings.threads)
+                                    runtime=settings.runtime, threads=settings.threads)
         classifier.predict(["warming up"])
         state["classifier"] = classifier
+        print(f"emotion-serve: {settings.model} as {settings.name!r} on {classifier.runtime} "
+              f"({classifier.why})", file=sys.stderr, flush=True)
 
     def run_model(texts: list[str]):
         if os.environ.get(FAULT_VARIABLE) in texts:
@@ -274,12 +279,13 @@ def create_app(settings: Settings) -> Starlette:
             return error(refused.status, str(refused), "v2_model")
         classifier = state["classifier"]
         return JSONResponse({
-            "name": settings.name, "versions": [VERSION], "platform": "onnxruntime_onnx",
+            "name": settings.name, "versions": [VERSION],
+            "platform": PLATFORMS[classifier.runtime.split("-")[0]],
             "inputs": [{"name": "text", "datatype": "BYTES", "shape": [-1]}],
             "outputs": [{"name": "label", "datatype": "BYTES", "shape": [-1]},
                         {"name": "probabilities", "datatype": "FP32",
                          "shape": [-1, len(classifier.labels)]}],
-            "parameters": {"labels": classifier.labels, "variant": classifier.variant,
+            "parameters": {"labels": classifier.labels, "runtime": classifier.runtime,
                            "max_length": classifier.max_length}})
 
     async def prometheus(request: Request) -> Response:

@@ -16,7 +16,8 @@ from pathlib import Path
 
 from emotion.errors import PipelineError, first_line
 from emotion.paths import ONNX_DIR
-from emotion.prediction.runtime_settings import VARIANT_FILES, RuntimeSettings
+from emotion.prediction.runtime_choice import choose_runtime
+from emotion.prediction.runtime_settings import RUNTIMES, RuntimeSettings
 from emotion.serving.app import Settings, create_app
 from emotion.serving.connections import serve
 
@@ -33,8 +34,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="the ONNX runtime folder; default: models/onnx")
     parser.add_argument("--name", default=defaults.name,
                         help="the model's name in the URLs; default: emotion")
-    parser.add_argument("--variant", choices=list(VARIANT_FILES),
-                        help="the graph; default: the folder's")
+    parser.add_argument("--runtime", choices=list(RUNTIMES),
+                        help="the engine and precision; default: as emotion-predict chooses "
+                        "(stated on start-up and in the model's metadata)")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8080)
     parser.add_argument("--workers", type=int, default=1,
@@ -93,10 +95,11 @@ def main(argv: list[str] | None = None) -> None:
     settings = Settings(**{field.name: getattr(args, field.name)
                            for field in dataclasses.fields(Settings)})
     try:
-        RuntimeSettings.read(settings.model)  # a wrong folder fails here, before serving
+        # A wrong folder or a runtime that cannot run here fails now, before serving.
+        choose_runtime(RuntimeSettings.read(settings.model), settings.runtime)
     except PipelineError as error:
         print(f"error: {first_line(error)}", file=sys.stderr)
-        sys.exit(1)
+        sys.exit(error.exit_code)
     options = {"host": args.host, "port": args.port, "timeout_graceful_shutdown": 30,
                "timeout_keep_alive": settings.keep_alive_timeout,
                "header_timeout": settings.header_timeout,
