@@ -53,6 +53,7 @@ from emotion.training.distribution import (
     topology,
     worker_deadline,
 )
+from emotion.training.history import epoch_line, epoch_record, train_summary
 from emotion.training.live import LiveMetrics
 from emotion.training.step import (
     dropout_generators,
@@ -131,9 +132,7 @@ def main() -> None:
         history.append(epoch_record(
             epoch + 1, result, *loss_and_accuracy(logits, validation_labels),
             learning_rate_at(settings, batches_per_epoch, (epoch + 1) * batches_per_epoch)))
-        print(f"{label}: " + ", ".join(
-            f"{key} {value:.4f}" if isinstance(value, float) else f"{key} {value}"
-            for key, value in history[-1].items() if key != "epoch"), flush=True)
+        print(epoch_line(label, history[-1]), flush=True)
         save_checkpoint(checkpoint, model, history, fingerprint)
         live.log(history[-1])
 
@@ -147,28 +146,10 @@ def main() -> None:
     print(f"kept epoch {best['epoch']} (lowest validation loss {best['val_loss']:.4f})")
 
 
-def epoch_record(epoch: int, result: dict, val_loss: float, val_accuracy: float,
-                 learning_rate: float) -> dict:
-    """An epoch's row of the history (state.json, dvclive/, history.csv,
-    metrics/train.json); learning_rate: the rate the epoch ended with."""
-    return {
-        "epoch": epoch,
-        "loss": result["loss"],
-        "accuracy": result["accuracy"],
-        "val_loss": val_loss,
-        "val_accuracy": val_accuracy,
-        "learning_rate": learning_rate,
-        "train_seconds": round(result["seconds"], 1),
-        "examples_per_second": round(result["examples"] / result["seconds"], 2),
-        "mean_padded_length": round(result["tokens"] / result["examples"], 2),
-    }
-
-
 def save_outputs(model, tokenizer, history: list[dict], best: dict, settings: dict,
                  replicas: int) -> None:
     """models/trained (the best epoch's weights), plots/train/history.csv and
     metrics/train.json, moved into place together (or none, if anything fails)."""
-    distribution = settings["distribution"]
     # The model folder carries all that prediction needs: the head (config.json), the label
     # names (id2label) and the tokenizer, cutting at the max_length used in training.
     tokenizer.model_max_length = settings["max_length"]
@@ -178,21 +159,8 @@ def save_outputs(model, tokenizer, history: list[dict], best: dict, settings: di
         tokenizer.save_pretrained(str(model_out))
         pd.DataFrame(history)[["epoch", "loss", "accuracy", "val_loss", "val_accuracy"]].to_csv(
             history_out, index=False, float_format="%.6f")
-        metrics_out.write_text(json.dumps({
-            "best_epoch": best["epoch"],
-            "epochs": len(history),
-            "selected_by": "lowest validation loss",
-            "validation": {"loss": round(best["val_loss"], 6),
-                           "accuracy": round(best["val_accuracy"], 6)},
-            "train": {"loss": round(best["loss"], 6), "accuracy": round(best["accuracy"], 6)},
-            "precision": settings["precision"],
-            **({} if distribution == "none" else {
-                "distribution": distribution, "replicas": replicas}),
-            **({"xla": True} if settings["xla"] else {}),
-            "train_minutes": round(sum(row["train_seconds"] for row in history) / 60, 1),
-            "examples_per_second": round(
-                float(np.mean([row["examples_per_second"] for row in history])), 1),
-        }, indent=2) + "\n")
+        metrics_out.write_text(json.dumps(train_summary(history, best, settings, replicas),
+                                          indent=2) + "\n")
 
 
 if __name__ == "__main__":
