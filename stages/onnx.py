@@ -145,8 +145,8 @@ def as_accurate(metrics: dict, runtime: str, batch_size: int, max_drop: float,
         their_flips = metrics[no_worse_than]["vs_float32"]["validation"]["label_mismatches"]
         if flips > their_flips or ours["ece"] > theirs["ece"]:
             return (f"on validation, {flips} labels differ from float32's and ECE "
-                    f"{ours['ece']:.4f}, against {no_worse_than}'s {their_flips} and "
-                    f"{theirs['ece']:.4f}")
+                    f"{ours['ece']:.6f}, against {no_worse_than}'s {their_flips} and "
+                    f"{theirs['ece']:.6f}")
     return "passed"
 
 
