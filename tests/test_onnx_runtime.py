@@ -59,8 +59,9 @@ def test_scores_of_a_text_do_not_depend_on_the_texts_beside_it(folders, runtime)
     assert together.top() == [prediction.top()[0] for prediction in alone]
     assert np.abs(together.probabilities - np.concatenate(
         [prediction.probabilities for prediction in alone])).max() <= 1e-6
-    if runtime == "onnxruntime-int8":  # ...and the scores are int8's own: close to float32's, not equal
-        float32 = TextClassifier(folders["onnx"], runtime="onnxruntime-float32").predict(TEXTS).logits
+    if runtime == "onnxruntime-int8":  # ...and its scores are its own: near float32's, not equal
+        float32 = TextClassifier(folders["onnx"], runtime="onnxruntime-float32").predict(
+            TEXTS).logits
         assert 0 < np.abs(together.logits - float32).max() < 0.1
 
 
@@ -92,7 +93,8 @@ def test_an_int8_graph_whose_scores_depend_on_the_batch_runs_a_text_at_a_time(fo
 
 @pytest.mark.parametrize(("key", "value"), [
     ("labels", []), ("labels", "joy"), ("max_length", "long"), ("max_length", 1.5),
-    ("pad_id", -1), ("truncation_side", "middle"), ("default", "int4"), ("preferred", ["openvino-int4"]), ("preferred", "openvino-bf16"),
+    ("pad_id", -1), ("truncation_side", "middle"), ("default", "int4"),
+    ("preferred", ["openvino-int4"]), ("preferred", "openvino-bf16"),
     ("int8_block_size", 0), ("format", 99)])
 def test_runtime_settings_are_read_typed_and_a_bad_value_is_one_line(folders, tmp_path, key,
                                                                       value):

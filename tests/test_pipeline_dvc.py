@@ -121,7 +121,8 @@ def test_experiment_is_listed_restored_and_usable(experiment, dvc_repo):
         assert parity["token_parity"]["mismatches"] == 0
         assert parity["prediction_parity"]["label_mismatches"] == 0
         assert parity["prediction_parity"]["max_probability_difference"] < 1e-5
-        onnx = json.loads((root / "metrics/onnx.json").read_text())["float32"]["test"]
+        onnx = json.loads((root / "metrics/onnx.json").read_text())["onnxruntime-float32"][
+                "test"]
         assert onnx["label_mismatches"] == 0 and onnx["max_probability_difference"] < 1e-5
         # emotion-predict's defaults: the experiment's ONNX folder, checked against its model.
         predicted = run_in_process("emotion.prediction.cli", root, ["i am so happy", "i am scared"])

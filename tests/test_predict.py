@@ -92,17 +92,23 @@ def test_labels_texts_from_arguments_as_table_and_jsonl(model, tf_model, backend
     args = model_args(backend, model, tf_model)
     records = jsonl(ok(predict(*args, *texts, process=True)))  # the console script, piped: jsonl
     assert [r["text"] for r in records] == texts
-    # The scores are the runtime folder's graph's softmax, run here by plain onnxruntime (TF
-    # within its measured parity), and the label is their top.
-    default = json.loads((model / "runtime.json").read_text())["default"]
-    graph = model / ("model.int8.onnx" if backend == "onnx" and default == "int8"
-                     else "model.onnx")
+    # The scores are the graph's softmax that the chosen runtime runs, run here by plain
+    # onnxruntime (TF within its measured parity; OpenVINO bf16, where this CPU runs it by
+    # the folder's rule, within its precision: test_onnx_runtime), and the label is their top.
+    from emotion.predict import TextClassifier
+    from emotion.prediction.runtime_settings import RUNTIMES
+
+    runtime = RUNTIMES[TextClassifier(model).runtime]
+    graph = model / (runtime.graph if backend == "onnx" else "model.onnx")
+    tolerance = {"tensorflow": 1e-4, "onnxruntime": 1e-6}.get(
+        backend if backend == "tensorflow" else runtime.engine,
+        2e-3 if runtime.precision == "bf16" else 1e-5)
     ids = [encoding.ids for encoding in Tokenizer.from_file(
         str(model / "tokenizer.json")).encode_batch(texts)]
     reference = softmax(raw_logits(graph, ids))
     for record, expected in zip(records, reference):
         assert [record["scores"][label] for label in LABELS] == pytest.approx(
-            expected.tolist(), abs=1e-6 if backend == "onnx" else 1e-4)
+            expected.tolist(), abs=tolerance)
         assert record["label"] == LABELS[expected.argmax()]
         assert "truncated" not in record
     table = ok(predict(*args, "--format", "table", *texts))
@@ -291,13 +297,16 @@ def damage(folder: Path, case: str) -> str:
     """Break a copy of a pipeline workspace's models/onnx (beside its models/emotion) as
     `case` says; return the file the error must name."""
     onnx = folder / "models/onnx"
+    from emotion.predict import TextClassifier
+    from emotion.prediction.runtime_settings import RUNTIMES
+
     settings = json.loads((onnx / "runtime.json").read_text())
+    runs = RUNTIMES[TextClassifier(onnx).runtime].graph  # the graph the command would run
     if case == "no runtime folder":
         shutil.rmtree(onnx)
         return "models/onnx"
     if case in ("damaged graph", "damaged tokenizer", "damaged runtime.json"):
-        name = {"damaged graph": f"model{'.int8' if settings['default'] == 'int8' else ''}"
-                ".onnx", "damaged tokenizer": "tokenizer.json",
+        name = {"damaged graph": runs, "damaged tokenizer": "tokenizer.json",
                 "damaged runtime.json": "runtime.json"}[case]
         (onnx / name).write_bytes((onnx / name).read_bytes()[:200])
         return f"models/onnx/{name}"
