@@ -33,7 +33,7 @@ check-python:
 $(VENV)/.installed: requirements.txt requirements-predict.txt requirements-serve.txt pyproject.toml | check-python
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip==26.3
-	$(VENV)/bin/pip install --quiet -c requirements.txt -e ".[pipeline,serve,openvino]"
+	$(VENV)/bin/pip install --quiet -c requirements.txt -e ".[pipeline,serve,openvino,cluster]"
 	touch $@
 
 # The prediction-only install as a user gets it: the project built as a wheel and installed

@@ -667,3 +667,21 @@ def queued_experiments(dvc_repo, tmp_path_factory) -> dict:
     assert seen_any and not processes_under(root), f"queue still running:\n{status}"
     return {"root": root, "most_at_once": most_at_once, "trainers": seen,
             "status": status, "workspace_before": workspace_before, "live": live}
+
+
+@pytest.fixture
+def s3(tmp_path, monkeypatch):
+    """A real S3 server on free loopback ports; stopped afterwards, leaving no process.
+    This test process has no AWS credentials of its own (only what a test passes)."""
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
+                 "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
+    from seaweedfs import S3Server
+
+    server = S3Server(tmp_path / "s3").start()
+    yield server
+    server.kill()  # its data is thrown away: no need to wait for a clean shutdown (~2 s)
+    with pytest.raises(ProcessLookupError):  # the server's whole process group is gone
+        os.killpg(server.process.pid, 0)

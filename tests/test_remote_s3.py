@@ -11,7 +11,6 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
 import yaml
 from conftest import (
     as_in_a_terminal,
@@ -37,22 +36,6 @@ TEXTS = ["i feel so happy and glad today", "i am furious and annoyed", "i am sca
 # the ~9 s of the default 5 attempts (the same line then: after the killed push, whose check of
 # the remote runs with the default).
 ONE_ATTEMPT = {"AWS_MAX_ATTEMPTS": "1"}
-
-
-@pytest.fixture
-def s3(tmp_path, monkeypatch):
-    """A real S3 server on free loopback ports; stopped afterwards, leaving no process.
-    This test process has no AWS credentials of its own (only what a test passes)."""
-    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
-                 "AWS_PROFILE"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
-    server = S3Server(tmp_path / "s3").start()
-    yield server
-    server.kill()  # its data is thrown away: no need to wait for a clean shutdown (~2 s)
-    with pytest.raises(ProcessLookupError):  # the server's whole process group is gone
-        os.killpg(server.process.pid, 0)
 
 
 def add_remote(repo: Path, name: str, url: str, endpoint: str, level: str = "repo",
