@@ -14,7 +14,7 @@ export HF_HUB_CACHE := $(HF_CACHE)
 export HF_HUB_OFFLINE := 1
 endif
 
-.PHONY: setup setup-dev setup-review setup-predict repro test test-quick lint bench profile bench-predict bench-onnx bench-openvino serve bench-serve bench-serving-frameworks bench-large-input bench-onednn review \
+.PHONY: setup setup-dev setup-review setup-predict repro test test-quick lint bench profile bench-predict bench-onnx bench-openvino serve bench-serve bench-serving-frameworks bench-label bench-large-input bench-onednn review \
 	ci-review push pull remote-status seeds train-worker check-python clean-venv
 
 setup: $(VENV)/.installed          ## the pipeline and emotion-predict (Python only)
@@ -154,6 +154,10 @@ bench-serve: setup  ## emotion-serve under load: texts/s, latency, a burst (~3 m
 bench-serving-frameworks: setup setup-predict  ## emotion-serve vs MLServer, same load (~6 min + installs)
 	dvc repro onnx
 	python -m benchmarks.serving_frameworks $(ARGS)
+
+bench-label: setup  ## emotion-label on Dask vs emotion-predict, 100,000 texts (~6 min on 2 cores)
+	dvc repro onnx
+	python -m benchmarks.label_speed $(ARGS)
 
 bench-large-input: setup  ## emotion-predict --input on 200,000 lines: memory and texts/s
 	dvc repro onnx

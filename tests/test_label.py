@@ -177,10 +177,11 @@ def test_each_bad_partition_is_one_line_and_the_others_are_written(runtime_folde
     assert "Traceback" not in result.stderr
 
 
-def test_input_and_output_on_s3(runtime_folders, tmp_path, s3):
-    """A dataset on the suite's real S3 server, labelled into the same bucket (credentials
-    as boto takes them, the endpoint by --storage-options): the same rows and scores as the
-    same files labelled on disk; a rerun skips them."""
+def test_input_output_and_model_on_s3(runtime_folders, tmp_path, s3):
+    """A dataset on the suite's real S3 server, labelled into the same bucket by the model
+    folder stored there too (credentials as boto takes them, the endpoint by
+    --storage-options): the same rows and scores as the same files labelled on disk by the
+    local folder; the model downloaded once into the machine's cache; a rerun skips all."""
     have_dask()
     import json
 
@@ -192,12 +193,19 @@ def test_input_and_output_on_s3(runtime_folders, tmp_path, s3):
                               client_kwargs={"endpoint_url": s3.endpoint})
     for name in tables:
         store.put(str(tmp_path / "in" / name), f"{s3.bucket}/tweets/{name}")
-    env = {**s3.credentials, "AWS_DEFAULT_REGION": "us-east-1"}
-    args = ["--model", str(runtime_folders["onnx"]), "--storage-options", json.dumps(options)]
+    for path in runtime_folders["onnx"].iterdir():
+        store.put(str(path), f"{s3.bucket}/model/{path.name}")
+    env = {**s3.credentials, "AWS_DEFAULT_REGION": "us-east-1",
+           "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    storage = ["--storage-options", json.dumps(options)]
+    args = ["--model", f"s3://{s3.bucket}/model", *storage]
     remote = label(f"s3://{s3.bucket}/tweets", "--output", f"s3://{s3.bucket}/labelled",
                    *args, env=env)
     assert remote.returncode == 0, remote.stderr
-    local = label(str(tmp_path / "in"), "--output", str(tmp_path / "out"), *args)
+    cached = list((tmp_path / "cache/emotion/models").iterdir())
+    assert len(cached) == 1 and not cached[0].name.count(".tmp-")
+    local = label(str(tmp_path / "in"), "--output", str(tmp_path / "out"), "--model",
+                  str(runtime_folders["onnx"]), *storage)
     assert local.returncode == 0, local.stderr
     for name in tables:
         with store.open(f"{s3.bucket}/labelled/{name}", "rb") as file:

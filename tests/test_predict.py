@@ -447,7 +447,12 @@ TRAINING_STACK = {"tensorflow", "tf_keras", "keras", "transformers", "torch", "s
 
 def test_emotion_predict_runs_on_onnx_without_tensorflow_or_transformers(dvc_repo, tmp_path):
     """The real command with its defaults, in a pipeline workspace: models/onnx (checked
-    against models/emotion), and none of the training stack imported."""
+    against models/emotion) on the engine its rule picks here, and none of the training
+    stack imported."""
+    from emotion.predict import TextClassifier
+    from emotion.prediction.runtime_settings import RUNTIMES
+
+    engine = RUNTIMES[TextClassifier(dvc_repo[0] / "models/onnx").runtime].engine
     (tmp_path / "hook").mkdir()
     (tmp_path / "hook/sitecustomize.py").write_text(RECORD_IMPORTS)
     modules = tmp_path / "modules.json"
@@ -458,8 +463,9 @@ def test_emotion_predict_runs_on_onnx_without_tensorflow_or_transformers(dvc_rep
              "EMOTION_TEST_MODULES": str(modules)})
     assert [r["label"] in LABELS for r in jsonl(ok(result))] == [True, True]
     imported = {name.split(".")[0] for name in json.loads(modules.read_text())}
-    assert {"onnxruntime", "tokenizers", "emotion"} <= imported
+    assert {engine, "tokenizers", "emotion"} <= imported
     assert imported & TRAINING_STACK == set()
+    assert ({"onnxruntime", "openvino"} - {engine}) & imported == set()  # only the one
 
 
 def test_onnx_stage_measures_each_runtime_against_the_tensorflow_model(dvc_repo):

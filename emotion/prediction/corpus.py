@@ -25,6 +25,7 @@ import json
 import logging
 import os
 import posixpath
+import shutil
 import sys
 import time
 import uuid
@@ -84,15 +85,44 @@ class Summary:
                 f"{self.seconds:.1f} s, {rate:,.0f} texts/s")
 
 
-def model_identity(folder: str | Path) -> str:
-    """A hash of the runtime folder's files (settings, tokenizer, graphs)."""
+def model_identity(folder: str | Path, options: dict[str, Any] | None = None) -> str:
+    """A hash of the runtime folder's files (settings, tokenizer, graphs), local or not."""
+    filesystem, root = fsspec.core.url_to_fs(str(folder), **(options or {}))
     digest = hashlib.sha256()
     for name in MODEL_FILES:
-        path = Path(folder) / name
-        if path.is_file():
-            with path.open("rb") as file:
+        path = posixpath.join(root, name)
+        if filesystem.isfile(path):
+            with filesystem.open(path, "rb") as file:
                 digest.update(name.encode() + hashlib.file_digest(file, "sha256").digest())
     return digest.hexdigest()
+
+
+def local_model(model: str, model_id: str, options: dict[str, Any]) -> str:
+    """The model folder as a local path: itself where it is local; else its copy in this
+    machine's cache ($XDG_CACHE_HOME or ~/.cache, emotion/models/<identity>), downloaded once
+    (by whichever process gets there first) and checked against the identity the job
+    started with."""
+    filesystem, root = fsspec.core.url_to_fs(model, **options)
+    if isinstance(filesystem, LocalFileSystem):
+        return root
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    folder = cache / "emotion" / "models" / model_id
+    if not folder.is_dir():
+        staged = folder.with_name(f"{model_id}.tmp-{uuid.uuid4().hex}")
+        staged.mkdir(parents=True)
+        try:
+            for name in MODEL_FILES:
+                if filesystem.isfile(posixpath.join(root, name)):
+                    filesystem.get(posixpath.join(root, name), str(staged / name))
+            if model_identity(staged) != model_id:
+                raise PartitionError(f"{model}: its files changed since the job started")
+            try:
+                os.rename(staged, folder)  # whole, or another process's copy is there
+            except OSError:
+                pass
+        finally:
+            shutil.rmtree(staged, ignore_errors=True)
+    return str(folder)
 
 
 def plan(source: str | Sequence[str], output: str,
@@ -160,6 +190,7 @@ def label_partition(partition: Partition, *, model: str, model_id: str, runtime:
     """Label one partition and write its output whole; the number of texts."""
     options = storage_options
     hang_on(partition.source)
+    model = local_model(model, model_id, options)
     filesystem, path = fsspec.core.url_to_fs(partition.source, **options)
     try:
         with filesystem.open(path, "rb") as file:
@@ -249,8 +280,9 @@ def label_dataset(source: str | Sequence[str], output: str, *, model: str | Path
 
     options = storage_options or {}
     model = str(model)
-    choose_runtime(RuntimeSettings.read(Path(model)), runtime)  # a bad folder fails here
-    model_id = model_identity(model)
+    model_id = model_identity(model, options)
+    # A bad folder or a runtime that cannot run fails here, before any work.
+    choose_runtime(RuntimeSettings.read(Path(local_model(model, model_id, options))), runtime)
     partitions = plan(source, output, options)
     summary = Summary()
     todo = [partition for partition in partitions
