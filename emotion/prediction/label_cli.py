@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
 from emotion.errors import PipelineError
 from emotion.paths import ONNX_DIR
@@ -29,9 +28,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="parquet files, a folder of them or a glob (quoted)")
     parser.add_argument("-o", "--output", required=True, metavar="FOLDER",
                         help="the output folder (local or s3://)")
-    parser.add_argument("-m", "--model", type=Path, default=ONNX_DIR, metavar="DIR",
-                        help="the ONNX runtime folder, at the same path on every worker; "
-                        "default: %(default)s")
+    parser.add_argument("-m", "--model", default=str(ONNX_DIR), metavar="DIR",
+                        help="the ONNX runtime folder, at the same path on every worker, or "
+                        "an s3:// URL (downloaded once per machine); default: %(default)s")
     parser.add_argument("--runtime", choices=tuple(RUNTIMES),
                         help="the engine and precision; default: as emotion-predict chooses, "
                         "on each worker")
