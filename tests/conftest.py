@@ -233,7 +233,7 @@ def tiny_params(assets: dict[str, Path]) -> dict:
 @pytest.fixture
 def project(tmp_path, assets, monkeypatch) -> Path:
     """A working copy of the pipeline in tmp_path (cwd set to it) with tiny params."""
-    copy_project(tmp_path, "stages", "emotion", "dvc.yaml")
+    copy_project(tmp_path, "stages", "emotion", "behaviour", "dvc.yaml")
     write_params(tmp_path, tiny_params(assets))
     monkeypatch.chdir(tmp_path)
     return tmp_path
@@ -425,7 +425,8 @@ def copy_workspace(source: Path, folder: Path, with_repo: bool = False) -> Path:
 
 def reproduced_repo(root: Path, assets: dict[str, Path]) -> str:
     """A git + DVC repo of the tiny project in root, reproduced and committed; the log."""
-    copy_project(root, "stages", "emotion", "tools", "dvc.yaml", ".dvcignore", ".gitignore")
+    copy_project(root, "stages", "emotion", "tools", "behaviour", "dvc.yaml", ".dvcignore",
+                 ".gitignore")
     if (ROOT / "node_modules").exists():  # the Vega libraries for tools.review
         (root / "node_modules").symlink_to(ROOT / "node_modules")
     write_params(root, tiny_params(assets))

@@ -28,7 +28,7 @@ REFERENCE = {"accuracy": 0.9220, "loss": 0.2231}
 def read_metrics(folder: Path) -> dict[str, dict]:
     """metrics/<name>.json by name; a missing or damaged file is a PipelineError naming it."""
     return {name: read_json(folder / f"{name}.json", "run dvc repro first")
-            for name in ("train", "evaluate", "export", "onnx")}
+            for name in ("train", "evaluate", "export", "onnx", "behaviour")}
 
 
 def percent(value: float) -> str:
@@ -133,8 +133,30 @@ def export(m: dict[str, dict]) -> str:
         f"probability difference {predictions['max_probability_difference']:.1e} (goal: 1e-5).")
 
 
+def behaviour(m: dict[str, dict]) -> str:
+    """The behaviour stage's headline figures: failure rate per capability, the worst tests,
+    the out-of-scope share, int8 against float32."""
+    metrics = m["behaviour"]
+    tests = {name: test for name, test in metrics["tests"].items() if test["type"] != "OOS"}
+    worst = sorted(tests, key=lambda name: -tests[name]["failure_rate"])[:3]
+    confident = metrics["out_of_scope"]["labelled_at"]
+    differences = metrics["int8_vs_float32"]
+    top = max(confident, key=float)  # the highest --min-prob threshold
+    return (
+        f"**Behaviour** (`metrics/behaviour.json`, the `behaviour` stage: {metrics['cases']:,} "
+        f"CheckList cases from `behaviour/*.yaml` on {metrics['runtime']}): failure rate "
+        + ", ".join(f"{name} {percent(figures['failure_rate'])}"
+                    for name, figures in metrics["capabilities"].items())
+        + "; the worst tests " + ", ".join(
+            f"{name} {percent(tests[name]['failure_rate'])}" for name in worst)
+        + f". Statements with no emotion get a label at probability ≥ {top} "
+        f"{percent(confident[top])} of the time. int8 and float32 label "
+        f"{differences['label_differences']} of its {differences['texts']:,} texts "
+        f"differently.")
+
+
 BLOCKS: dict[str, Callable[[dict[str, dict]], str]] = {
-    "results": results, "onnx": onnx, "export": export}
+    "results": results, "behaviour": behaviour, "onnx": onnx, "export": export}
 
 
 def block_pattern(name: str) -> re.Pattern:
