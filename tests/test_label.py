@@ -228,3 +228,22 @@ def test_without_the_cluster_extra_it_says_what_to_install(runtime_folders, tmp_
     assert result.returncode == 1 and result.stderr.count("\n") == 1, result.stderr
     assert result.stderr.startswith("error: emotion-label needs the cluster extra "
                                     "(pip install '.[cluster]')")
+
+
+def test_on_an_existing_cluster_by_its_scheduler_address(runtime_folders, tmp_path):
+    """--scheduler ADDRESS: a cluster started apart (its own scheduler and worker processes)
+    runs the job and gives the bytes of the default local cluster's."""
+    have_dask()
+    from distributed import LocalCluster
+
+    write_dataset(tmp_path / "in", 3)
+    model = ["--model", str(runtime_folders["onnx"])]
+    local = label(str(tmp_path / "in"), "--output", str(tmp_path / "local"), *model)
+    assert local.returncode == 0, local.stderr
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                      dashboard_address=None) as cluster:
+        remote = label(str(tmp_path / "in"), "--output", str(tmp_path / "remote"), *model,
+                       "--scheduler", cluster.scheduler_address)
+        assert remote.returncode == 0, remote.stderr
+        assert "3 partitions written" in remote.stderr
+    assert outputs(tmp_path / "remote") == outputs(tmp_path / "local")
