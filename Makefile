@@ -72,7 +72,7 @@ test: setup-dev setup-review setup-predict  ## lint + the test suite (about 8-9 
 	lint-imports --no-cache
 	python -m pytest -n 2 --dist loadgroup --no-loadscope-reorder --durations=15
 
-test-quick: setup-dev  ## the tests that run no DVC, no stage and no training (~35 s)
+test-quick: setup-dev  ## the tests that run no DVC, no stage and no training (~55 s)
 	python -m pytest -m "not pipeline"
 
 # ruff, and the import boundaries of pyproject.toml's [tool.importlinter] (the prediction
