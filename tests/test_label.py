@@ -89,6 +89,11 @@ def test_every_row_is_labelled_as_text_classifier_labels_it_ids_and_order_kept(
     again = label_dataset(str(tmp_path / "in"), str(tmp_path / "out"), model=folder,
                           columns=["id"], min_prob=threshold, progress=False)
     assert (again.written, again.skipped) == (0, 4) and outputs(tmp_path / "out") == before
+    # Other settings are another job: no --min-prob relabels every partition.
+    other = label_dataset(str(tmp_path / "in"), str(tmp_path / "out"), model=folder,
+                          columns=["id"], progress=False)
+    assert (other.written, other.skipped) == (4, 0)
+    assert pq.read_table(tmp_path / "out/part0.parquet")["label"].null_count == 0
 
 
 def wait_for(marker: Path, seconds: float = 120) -> int:

@@ -150,8 +150,10 @@ def plan(source: str | Sequence[str], output: str,
     return partitions
 
 
-def already_done(partition: Partition, model: str, options: dict[str, Any]) -> bool:
-    """Whether the partition's output exists and carries this model's and input's identity."""
+def already_done(partition: Partition, model: str, settings: dict[str, Any],
+                 options: dict[str, Any]) -> bool:
+    """Whether the partition's output exists and carries this model's and input's identity
+    and the job's settings (the columns kept, the text column, min_prob, a forced runtime)."""
     filesystem, path = fsspec.core.url_to_fs(partition.target, **options)
     if not filesystem.exists(path):
         return False
@@ -161,7 +163,8 @@ def already_done(partition: Partition, model: str, options: dict[str, Any]) -> b
     except (pa.ArrowException, OSError):
         return False
     recorded = json.loads(metadata.get(METADATA_KEY, b"{}"))
-    return recorded.get("model") == model and recorded.get("input") == partition.identity
+    return (recorded.get("model") == model and recorded.get("input") == partition.identity
+            and recorded.get("settings") == settings)
 
 
 # --- On the workers --------------------------------------------------------------------------
@@ -184,10 +187,13 @@ def worker_classifier(model: str, runtime: str | None, batch_size: int):
     return _classifiers[key]
 
 
-def label_partition(partition: Partition, *, model: str, model_id: str, runtime: str | None,
-                    batch_size: int, text_column: str, columns: list[str] | None,
-                    min_prob: float | None, storage_options: dict[str, Any]) -> int:
-    """Label one partition and write its output whole; the number of texts."""
+def label_partition(partition: Partition, *, model: str, model_id: str,
+                    settings: dict[str, Any], batch_size: int,
+                    storage_options: dict[str, Any]) -> int:
+    """Label one partition and write its output whole; the number of texts. settings:
+    text_column, columns (None: all), min_prob and runtime (None: the choice rule)."""
+    text_column, columns = settings["text_column"], settings["columns"]
+    min_prob, runtime = settings["min_prob"], settings["runtime"]
     options = storage_options
     hang_on(partition.source)
     model = local_model(model, model_id, options)
@@ -223,7 +229,7 @@ def label_partition(partition: Partition, *, model: str, model_id: str, runtime:
     for index, name in enumerate(classifier.labels):
         output = output.append_column(f"prob_{name}", pa.array(scores[:, index], pa.float32()))
     identity = json.dumps({"model": model_id, "input": partition.identity,
-                           "runtime": classifier.runtime})
+                           "settings": settings, "runtime": classifier.runtime})
     # The input's own metadata (e.g. pandas' index) would not describe the output.
     output = output.replace_schema_metadata({METADATA_KEY: identity.encode()})
     write_whole(output, partition.target, options)
@@ -285,26 +291,25 @@ def label_dataset(source: str | Sequence[str], output: str, *, model: str | Path
     choose_runtime(RuntimeSettings.read(Path(local_model(model, model_id, options))), runtime)
     partitions = plan(source, output, options)
     summary = Summary()
+    settings = {"text_column": text_column, "columns": columns, "min_prob": min_prob,
+                "runtime": runtime}
     todo = [partition for partition in partitions
-            if not already_done(partition, model_id, options)]
+            if not already_done(partition, model_id, settings, options)]
     summary.skipped = len(partitions) - len(todo)
     started = time.perf_counter()
     if not todo:  # nothing left: no cluster to start
         return summary
-    if scheduler is None:
-        cluster = LocalCluster(n_workers=workers, threads_per_worker=threads_per_worker,
-                               processes=True, memory_limit=memory_limit,
-                               # a failed task is the client's one line, not the
-                               # workers' logged traceback
-                               dashboard_address=None, silence_logs=logging.CRITICAL)
-    with (cluster if scheduler is None else nullcontext()), \
-            Client(scheduler or cluster) as client:
+    cluster = nullcontext() if scheduler else LocalCluster(
+        n_workers=workers, threads_per_worker=threads_per_worker, processes=True,
+        memory_limit=memory_limit, dashboard_address=None,
+        silence_logs=logging.CRITICAL)  # a failed task: the client's one line, no traceback
+    with cluster, Client(scheduler or cluster) as client:
+        # One key a partition and model: the same partition never runs twice at once.
         futures = [client.submit(
-            label_partition, partition, model=model, model_id=model_id, runtime=runtime,
-            batch_size=batch_size, text_column=text_column, columns=columns,
-            min_prob=min_prob, storage_options=options,
-            key=f"label-{model_id[:12]}-{hashlib.sha256(partition.identity.encode()).hexdigest()}")
-            for partition in todo]  # keys: the same partition is never labelled twice at once
+            label_partition, partition, model=model, model_id=model_id, settings=settings,
+            batch_size=batch_size, storage_options=options,
+            key=f"label-{model_id[:12]}-{hashlib.sha256(partition.identity.encode()).hexdigest()[:24]}")
+            for partition in todo]
         bar = tqdm(total=len(todo), unit=" partitions", file=sys.stderr,
                    disable=not progress or None, mininterval=1.0)
         for future in as_completed(futures):
