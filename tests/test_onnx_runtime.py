@@ -211,3 +211,25 @@ def test_the_runtime_is_chosen_by_the_rule_and_each_fallback_says_why(folders, t
     rewrite_settings(folder, format=1, default="int8")
     assert TextClassifier(folder).runtime == "onnxruntime-int8"
     assert TextClassifier(folder, runtime="onnxruntime-float32").why == "asked for"
+
+
+def test_openvino_sends_no_telemetry(folders, tmp_path):
+    """OpenVINO's ONNX frontend would report usage to Intel (openvino_telemetry: a forked
+    sender, ~/intel/ written): the backend turns it off. A process with its own home reads,
+    compiles and runs the graph, and leaves nothing there."""
+    import os
+    import subprocess
+    import sys
+
+    runnable("openvino-float32")
+    code = ("import os, sys; from emotion.predict import TextClassifier; "
+            "forks = []; real = os.fork; "
+            "os.fork = lambda: forks.append(1) or real(); "
+            f"TextClassifier({str(folders['onnx'])!r}, runtime='openvino-float32')"
+            ".predict(['i am glad']); print(len(forks), 'openvino_telemetry' in sys.modules "
+            "and sys.modules['openvino_telemetry'] is not None)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=120, env={**os.environ, "HOME": str(tmp_path)})
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split() == ["0", "False"]
+    assert list(tmp_path.iterdir()) == []

@@ -6,6 +6,7 @@ as accurate as the default's (emotion.prediction.runtime_choice decides whether 
 
 from __future__ import annotations
 
+import sys
 import threading
 from pathlib import Path
 
@@ -24,6 +25,11 @@ class OpenVinoBackend(RuntimeFolderBackend):
     engine = "openvino"
 
     def load(self, path: Path, precision: str, threads: int) -> int | None:
+        # OpenVINO's ONNX frontend reports usage to Intel from every process that reads a
+        # model (openvino_telemetry, on unless a user opted out; it forks a sender process
+        # and writes ~/intel/): a library must not do that for its users, so the module is
+        # made unimportable for this process unless something imported it already.
+        sys.modules.setdefault("openvino_telemetry", None)
         import openvino
 
         config = {"INFERENCE_PRECISION_HINT": PRECISION_HINTS[precision]}
