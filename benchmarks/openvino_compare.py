@@ -30,6 +30,7 @@ from emotion.packaging.onnx_graph import convert
 from emotion.paths import MODEL_DIR, ONNX_DIR, RAW_DIR
 from emotion.prediction.backend import Predictions, padded_batches
 from emotion.prediction.onnx_backend import OnnxBackend
+from emotion.prediction.openvino_backend import without_telemetry
 from emotion.tensorflow_backend import TensorFlowBackend
 
 
@@ -53,6 +54,8 @@ def measure(run, ids: list[list[int]], labels: int, pad_id: int
 
 def main() -> None:
     import onnxruntime
+
+    without_telemetry()
     import openvino
 
     print(f"CPU: {cpu_model()} [{' '.join(speed_flags())}]; onnxruntime "

@@ -19,17 +19,21 @@ from emotion.prediction.runtime_settings import REBUILD
 PRECISION_HINTS = {"float32": "f32", "bf16": "bf16"}  # OpenVINO's INFERENCE_PRECISION_HINT
 
 
+def without_telemetry() -> None:
+    """OpenVINO's ONNX frontend reports usage to Intel from every process that reads a model
+    (openvino_telemetry, on unless a user opted out; it forks a sender process and writes
+    ~/intel/): a library must not do that for its users, so the module is made unimportable
+    for this process, unless something imported it already."""
+    sys.modules.setdefault("openvino_telemetry", None)
+
+
 class OpenVinoBackend(RuntimeFolderBackend):
     """An ONNX runtime folder's float32 graph on OpenVINO's CPU plugin."""
 
     engine = "openvino"
 
     def load(self, path: Path, precision: str, threads: int) -> int | None:
-        # OpenVINO's ONNX frontend reports usage to Intel from every process that reads a
-        # model (openvino_telemetry, on unless a user opted out; it forks a sender process
-        # and writes ~/intel/): a library must not do that for its users, so the module is
-        # made unimportable for this process unless something imported it already.
-        sys.modules.setdefault("openvino_telemetry", None)
+        without_telemetry()
         import openvino
 
         config = {"INFERENCE_PRECISION_HINT": PRECISION_HINTS[precision]}
