@@ -130,37 +130,37 @@ bench-onednn: setup  ## the measurement behind TF_ENABLE_ONEDNN_OPTS=1 (~20 min 
 	python -m benchmarks.onednn $(ARGS)
 
 bench-predict: setup  ## every prediction path side by side (~5 min on 2 cores)
-	dvc repro export onnx
+	dvc repro export publish
 	python -m benchmarks.predict_speed
 
 bench-onnx: setup  ## threads and batch sizes of the ONNX graphs (~6 min on 2 cores)
-	dvc repro onnx
+	dvc repro publish
 	python -m benchmarks.onnx_settings $(ARGS)
 
 # OpenVINO (the `openvino` extra, in .venv) on the standard-op and fused graphs against ONNX
 # Runtime: which graph OpenVINO should read (benchmarks/openvino_compare.py).
 bench-openvino: setup  ## OpenVINO vs ONNX Runtime on the trained model (~3 min)
-	dvc repro onnx
+	dvc repro publish
 	python -m benchmarks.openvino_compare
 
 serve: setup  ## emotion-serve on models/onnx, http://127.0.0.1:8080 (docs/serving.md)
-	dvc repro onnx
+	dvc repro publish
 	emotion-serve $(ARGS)
 
 bench-serve: setup  ## emotion-serve under load: texts/s, latency, a burst (~3 min on 2 cores)
-	dvc repro onnx
+	dvc repro publish
 	python -m benchmarks.serve_load $(ARGS)
 
 bench-serving-frameworks: setup setup-predict  ## emotion-serve vs MLServer, same load (~6 min + installs)
-	dvc repro onnx
+	dvc repro publish
 	python -m benchmarks.serving_frameworks $(ARGS)
 
 bench-label: setup  ## emotion-label on Dask vs emotion-predict, 100,000 texts (~6 min on 2 cores)
-	dvc repro onnx
+	dvc repro publish
 	python -m benchmarks.label_speed $(ARGS)
 
 bench-large-input: setup  ## emotion-predict --input on 200,000 lines: memory and texts/s
-	dvc repro onnx
+	dvc repro publish
 	python -m benchmarks.large_input $(ARGS)
 
 clean-venv:

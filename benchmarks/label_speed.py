@@ -6,7 +6,7 @@ all in one parquet file, by `emotion-predict --input` (one process). Whole comma
 the CPU, texts/s of each and the ratio; a projection to N machines is arithmetic on these,
 not a measurement. Figures, not assertions.
 
-Usage (after `dvc repro onnx`): python -m benchmarks.label_speed [--texts 100000]
+Usage (after `dvc repro publish`): python -m benchmarks.label_speed [--texts 100000]
 """
 
 import argparse

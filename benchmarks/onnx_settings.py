@@ -6,7 +6,7 @@ tokenizing included).
 Rounds alternate the settings, so a slow spell of the machine spreads over all of them;
 each figure is the median over rounds. Figures, not assertions; the CPU is printed first.
 
-Usage (after `dvc repro onnx`): python -m benchmarks.onnx_settings [--rounds 3]
+Usage (after `dvc repro publish`): python -m benchmarks.onnx_settings [--rounds 3]
 """
 
 import argparse

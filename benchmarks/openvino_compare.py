@@ -8,7 +8,7 @@ latency (median of 200), and the largest probability difference from ONNX Runtim
 standard graph. OpenVINO runs in f32 (its CPU plugin may otherwise compute in bf16 on
 AVX512_BF16 or AMX CPUs) and with its default precision hint. Figures, not assertions.
 
-Usage (after `dvc repro onnx`; OpenVINO in a virtualenv of its own, see docs/performance.md):
+Usage (after `dvc repro publish`; OpenVINO in a virtualenv of its own, see docs/performance.md):
     python -m benchmarks.openvino_compare
 """
 

@@ -7,7 +7,7 @@ The clients run on the same machine as the server (they share its cores; on 2 vC
 take a share of them), so the figures are a lower bound of what the server does with
 remote clients. Figures, not assertions; the CPU is printed first.
 
-Usage (after `dvc repro onnx`): python -m benchmarks.serve_load [--requests 2000]
+Usage (after `dvc repro publish`): python -m benchmarks.serve_load [--requests 2000]
 """
 
 import argparse

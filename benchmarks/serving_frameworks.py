@@ -5,7 +5,7 @@ this project (`make setup-predict` builds it) plus the server's own packages. Pr
 server: packages installed, install size, cold start (process start to ready, median of 3),
 texts/s and latency at 32 clients, and a burst of 64 clients.
 
-Usage (after `dvc repro onnx` and `make setup-predict`):
+Usage (after `dvc repro publish` and `make setup-predict`):
     python -m benchmarks.serving_frameworks [--requests 2000] [--venvs .venv-bench]
 """
 

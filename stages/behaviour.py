@@ -2,12 +2,13 @@
 
 Expands the suite of behaviour/ (tests.yaml, lexicons.yaml; emotion.behaviour.suite) with
 behaviour.seed, the invariance tests' originals sampled from the test split, and runs every
-case on the runtime folder (models/onnx) as emotion-predict runs it by default, and on its
-float32 and int8 graphs to compare them. Writes metrics/behaviour.json (per test: cases,
-failures, failure rate; per capability; per label for the MFTs; the share of out-of-scope
-statements labelled at each of evaluate.min_prob_thresholds; int8 vs float32) and
-plots/behaviour/ (failure_rates.csv: a test a row, plotted by dvc.yaml; failures.csv: a few
-failing examples of each test).
+case on the runtime build (models/build/onnx, which stage publish makes models/onnx) as
+emotion-predict runs it by default, and on its float32 and int8 graphs to compare them.
+Writes metrics/behaviour.json (per test: cases, failures, failure rate; per capability; per
+label for the MFTs; the share of out-of-scope statements labelled at each of
+evaluate.min_prob_thresholds; int8 vs float32) and plots/behaviour/ (failure_rates.csv: a
+test a row, plotted by dvc.yaml; failures.csv: a few failing examples of each test); publish
+writes the headline into both model cards.
 """
 
 from emotion.process import start_stage
@@ -29,8 +30,9 @@ from emotion.behaviour.verdict import (
 from emotion.data import read_split
 from emotion.errors import exit_on_error
 from emotion.files import atomic_outputs
+from emotion.packaging.publish import ONNX_BUILD
 from emotion.params import load_params, positive, probability_list
-from emotion.paths import ONNX_DIR, RAW_DIR
+from emotion.paths import RAW_DIR
 from emotion.prediction.classifier import TextClassifier
 
 SUITE, METRICS, PLOTS = Path("behaviour"), Path("metrics/behaviour.json"), Path("plots/behaviour")
@@ -42,14 +44,14 @@ def main() -> None:
     seed = positive(params, "behaviour", "seed", int)
     originals = positive(params, "behaviour", "invariance_texts", int)
     thresholds = probability_list(load_params("evaluate"), "evaluate", "min_prob_thresholds")
-    classifier = TextClassifier(ONNX_DIR)
+    classifier = TextClassifier(ONNX_BUILD)
     labels = classifier.labels
     suite = load_suite(SUITE, labels, list(read_split(RAW_DIR, "test")["text"]),
                        originals, seed)
     scores = scores_of(suite, lambda texts: classifier.predict(texts).probabilities)
     metrics = {"runtime": classifier.runtime, **summarize(suite, scores, labels, thresholds)}
     float32, int8 = (scores_of(suite, lambda texts, runtime=runtime: TextClassifier(
-        ONNX_DIR, runtime=runtime).predict(texts).probabilities)
+        ONNX_BUILD, runtime=runtime).predict(texts).probabilities)
         for runtime in ("onnxruntime-float32", "onnxruntime-int8"))
     metrics["int8_vs_float32"] = verdict_differences(suite, int8, float32, labels)
     with atomic_outputs(METRICS, PLOTS) as (metrics_out, plots_out):

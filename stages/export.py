@@ -21,9 +21,10 @@ from emotion.data import read_split
 from emotion.errors import exit_on_error
 from emotion.files import atomic_outputs
 from emotion.packaging.parity import prediction_parity, token_parity
+from emotion.packaging.publish import PACKAGE_BUILD
 from emotion.packaging.saved_model import export
 from emotion.params import load_params, positive
-from emotion.paths import EXPORT_METRICS, MODEL_DIR, RAW_DIR, SERVING_DIR, SPLITS
+from emotion.paths import EXPORT_METRICS, RAW_DIR, SERVING_DIR, SPLITS
 from emotion.prediction.classifier import TextClassifier
 from emotion.tensorflow_backend import TensorFlowBackend
 
@@ -36,7 +37,7 @@ def in_batches(function, texts: list[str], batch_size: int) -> list[dict]:
 
 def main() -> None:
     batch_size = positive(load_params("export"), "export", "batch_size", int)
-    trained = TensorFlowBackend(MODEL_DIR, batch_size)
+    trained = TensorFlowBackend(PACKAGE_BUILD, batch_size)
     classifier = TextClassifier.of(trained)
     texts = {split: list(read_split(RAW_DIR, split)["text"]) for split in SPLITS}
 

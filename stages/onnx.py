@@ -1,7 +1,8 @@
 """Stage onnx: the trained model as an ONNX runtime folder, for labelling text without
 TensorFlow (emotion-predict's default backend), and which runtime runs it.
 
-Writes models/onnx/ (fused float32 and int8 graphs, tokenizer.json, runtime.json; see
+Writes models/build/onnx/ (stage publish makes it models/onnx/: fused float32 and int8
+graphs, tokenizer.json, runtime.json, its card; see
 emotion.prediction.runtime_folder) and metrics/onnx.json, what each runtime costs against the
 TensorFlow model (emotion.predict's tensorflow backend, which evaluate scores) on the real data:
 - token_parity: texts of all splits whose runtime token ids (the `tokenizers` library on
@@ -43,8 +44,9 @@ from emotion.packaging.model_card import render_runtime_card
 from emotion.packaging.onnx_folder import set_runtime_choice, write_runtime
 from emotion.packaging.onnx_optimize import runtime_operators
 from emotion.packaging.parity import prediction_parity, token_parity
+from emotion.packaging.publish import ONNX_BUILD, PACKAGE_BUILD
 from emotion.params import load_params, param, positive, probability_list
-from emotion.paths import EVAL_SPLITS, MODEL_DIR, ONNX_DIR, ONNX_METRICS, RAW_DIR, SPLITS
+from emotion.paths import EVAL_SPLITS, ONNX_METRICS, RAW_DIR, SPLITS
 from emotion.prediction.classifier import TextClassifier
 from emotion.prediction.runtime_choice import cannot_run
 from emotion.prediction.runtime_settings import RUNTIMES
@@ -59,7 +61,7 @@ def main() -> None:
     block_size = positive(params, "onnx", "int8_block_size", int)
     max_drop = param(params, "onnx", "int8_max_accuracy_drop", float)
     thresholds = probability_list(load_params("evaluate"), "evaluate", "min_prob_thresholds")
-    model = TensorFlowBackend(MODEL_DIR, batch_size)
+    model = TensorFlowBackend(PACKAGE_BUILD, batch_size)
     trained = TextClassifier.of(model)
     data = {split: read_split(RAW_DIR, split) for split in SPLITS}
     texts = {split: list(data[split]["text"]) for split in SPLITS}
@@ -69,7 +71,7 @@ def main() -> None:
     reference = {split: trained.predict(texts[split]) for split in EVAL_SPLITS}
 
     # The runtime folder and its metrics are moved into place together, or neither.
-    with atomic_outputs(ONNX_DIR, ONNX_METRICS) as (folder, metrics_out):
+    with atomic_outputs(ONNX_BUILD, ONNX_METRICS) as (folder, metrics_out):
         write_runtime(model, folder, int8_block_size=block_size)
         metrics = {"cpu": cpu_model()}
         predicted = {}

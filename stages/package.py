@@ -1,6 +1,7 @@
-"""Stage package: the model folder users get, calibrated and with its model card.
+"""Stage package: the model folder users get, calibrated and with its model card (stage
+publish copies it to models/emotion/, its card completed with the behaviour tests).
 
-Copies models/trained/ to models/emotion/ with the temperature that stage evaluate fitted on
+Copies models/trained/ to models/build/emotion/ with the temperature that stage evaluate fitted on
 the validation split folded into the classifier layer (emotion.packaging.model_folder; 1.0 when
 evaluate.temperature_scaling is off), and writes its README.md: a Hugging Face model card
 from metrics/evaluate.json, metrics/classification_report.json, metrics/train.json and the
@@ -19,6 +20,7 @@ from emotion.errors import exit_on_error
 from emotion.files import atomic_output, read_json
 from emotion.packaging.model_card import render
 from emotion.packaging.model_folder import copy_calibrated
+from emotion.packaging.publish import PACKAGE_BUILD
 from emotion.params import load_params, model_source
 from emotion.paths import (
     CLASSIFICATION_REPORT,
@@ -46,11 +48,11 @@ def main() -> None:
         dataset_revision=data.get("revision") if hub else None)
     facts["checkpoint"], facts["checkpoint_revision"] = model_source()
     temperature = facts["evaluate"]["calibration"]["temperature"]
-    with atomic_output(MODEL_DIR) as out:
+    with atomic_output(PACKAGE_BUILD) as out:
         copy_calibrated(TRAINED_DIR, out, temperature)
         (out / "README.md").write_text(render(facts))
-    print(f"{MODEL_DIR}: {TRAINED_DIR} with temperature {temperature} folded in, and its "
-          "model card (README.md)")
+    print(f"{PACKAGE_BUILD}: {TRAINED_DIR} with temperature {temperature} folded in, and its "
+          f"model card (README.md); stage publish makes it {MODEL_DIR}")
 
 
 if __name__ == "__main__":

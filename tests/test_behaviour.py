@@ -123,10 +123,12 @@ def test_a_bad_suite_file_is_one_line_naming_file_and_line(tmp_path, tests, lexi
     assert "\n" not in message and named in message, message
 
 
-def test_the_stage_writes_its_metrics_and_plots_and_reruns_only_for_its_inputs(dvc_repo):
+def test_the_stage_writes_its_metrics_plots_and_cards_and_reruns_only_for_its_inputs(dvc_repo):
     """In the tiny pipeline: metrics/behaviour.json (declared as metrics, shown by `dvc
-    metrics show`), plots/behaviour/; a changed suite file reruns behaviour alone; put back,
-    nothing is stale."""
+    metrics show`), plots/behaviour/, and both published model cards' Behaviour section
+    written from them; a changed suite file makes behaviour alone stale, and reruns it and
+    then publish (its results change the cards), nothing upstream; put back, nothing is
+    stale."""
     from conftest import dvc, ran, stale
 
     root, _ = dvc_repo
@@ -140,13 +142,28 @@ def test_the_stage_writes_its_metrics_and_plots_and_reruns_only_for_its_inputs(d
     assert rates[0] == "test,capability,failure_rate" and len(rates) == 1 + sum(
         test["type"] != "OOS" for test in metrics["tests"].values())
     assert "metrics/behaviour.json" in dvc(root, "metrics", "show", "--json")
+    vocabulary = metrics["capabilities"]["vocabulary"]
+    failing = (root / "plots/behaviour/failures.csv").read_text().splitlines()[1].split(",")
+    for card in ("models/emotion/README.md", "models/onnx/README.md"):
+        text = (root / card).read_text()
+        assert text.count("## Behaviour") == 1, card
+        assert f"vocabulary {vocabulary['failure_rate']:.1%} of {vocabulary['cases']:,}" in text
+        assert f"{metrics['cases']:,} cases" in text and f"| {failing[0]} | " in text
+    for build, published in (("models/build/emotion", "models/emotion"),
+                             ("models/build/onnx", "models/onnx")):
+        files = sorted(path.name for path in (root / build).iterdir())
+        assert files == sorted(path.name for path in (root / published).iterdir())
+        for name in files:  # the same files, but for the card's added section
+            if name != "README.md":
+                assert (root / build / name).read_bytes() == (root / published / name
+                                                              ).read_bytes()
     tests_file = root / "behaviour/tests.yaml"
     original = tests_file.read_text()
     try:
         tests_file.write_text(original.replace('"i feel {word}"\n', '"i really feel {word}"\n',
                                                1))
         assert stale(root) == {"behaviour"}
-        assert ran(dvc(root, "repro")) == ["behaviour"]
+        assert ran(dvc(root, "repro")) in (["behaviour"], ["behaviour", "publish"])
     finally:
         tests_file.write_text(original)
         shutil.rmtree(root / ".dvc/tmp/behaviour", ignore_errors=True)

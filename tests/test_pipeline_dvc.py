@@ -11,7 +11,7 @@ from emotion.hardware import has_bfloat16_units
 from emotion.training.live import LOGGED
 
 STAGES = ["download", "eda", "tokenize", "train", "evaluate", "package", "export", "onnx",
-          "behaviour"]
+          "behaviour", "publish"]
 
 
 def test_repro_runs_every_stage_and_writes_every_output(dvc_repo):
@@ -21,15 +21,15 @@ def test_repro_runs_every_stage_and_writes_every_output(dvc_repo):
     assert order.index("download") < order.index("tokenize") < order.index("train") < (
         order.index("evaluate")) < order.index("package") < min(order.index("export"),
                                                                  order.index("onnx"))
-    assert order.index("onnx") < order.index("behaviour")
+    assert order.index("onnx") < order.index("behaviour") < order.index("publish")
     pipeline = yaml.safe_load((root / "dvc.yaml").read_text())
     outs = {name: [out if isinstance(out, str) else next(iter(out)) for out in stage["outs"]]
             for name, stage in pipeline["stages"].items()}
     for path in (path for paths in outs.values() for path in paths):
         assert (root / path).exists(), path
-    # export and behaviour are last: no stage depends on their outputs, so a param of
+    # export and publish are last: no stage depends on their outputs, so a param of
     # theirs reruns that stage alone.
-    last = [path for name in ("export", "behaviour") for path in outs[name]]
+    last = [path for name in ("export", "publish") for path in outs[name]]
     assert not [dep for stage in pipeline["stages"].values() for dep in stage.get("deps", [])
                 if any(dep == path or dep.startswith(f"{path}/") for path in last)]
     lock = yaml.safe_load((root / "dvc.lock").read_text())
@@ -48,7 +48,8 @@ def test_second_repro_does_nothing(dvc_repo):
 # alone: the queue's experiments (tests/test_queue.py) rerun exactly train and evaluate, their
 # target. export and onnx are last: no stage depends on their outputs (checked below).
 MAX_LENGTH_READERS = {"tokenize", "train", "package"}
-AFTER_TOKENIZE = ["behaviour", "evaluate", "export", "onnx", "package", "tokenize", "train"]
+AFTER_TOKENIZE = ["behaviour", "evaluate", "export", "onnx", "package", "publish", "tokenize",
+                  "train"]
 
 
 @pytest.mark.parametrize(("section", "key", "value", "reading", "expected"), [

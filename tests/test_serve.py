@@ -281,7 +281,7 @@ def test_a_folder_that_is_not_a_model_fails_with_one_line(tmp_path):
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [
-        f"error: {tmp_path}: no ONNX runtime there (no runtime.json): run `dvc repro onnx` (or "
+        f"error: {tmp_path}: no ONNX runtime there (no runtime.json): run `dvc repro publish` (or "
         "`dvc pull`), or pass --backend tensorflow to use the trained model folder"]
 
 

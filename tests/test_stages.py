@@ -171,7 +171,7 @@ def test_train_evaluate_package_learn_calibrate_and_write_every_output(project, 
 
     from emotion.packaging.model_folder import head_datasets
 
-    trained, published = project / "models/trained", project / "models/emotion"
+    trained, published = project / "models/trained", project / "models/build/emotion"
     head = head_datasets(trained / "tf_model.h5")
     with h5py.File(trained / "tf_model.h5") as before, \
             h5py.File(published / "tf_model.h5") as after:

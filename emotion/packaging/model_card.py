@@ -275,3 +275,50 @@ def _kept(figures: dict[str, float]) -> str:
     if "accuracy" not in figures:
         return "none kept"
     return f"{figures['coverage']:.1%} at {figures['accuracy']:.1%} accuracy"
+
+
+def render_behaviour(metrics: dict[str, Any], failing: list[dict[str, str]],
+                     per_test: int = 2) -> str:
+    """The cards' Behaviour section, from metrics/behaviour.json (`metrics`) and the failing
+    examples the behaviour stage kept (`failing`, rows of plots/behaviour/failures.csv;
+    `per_test` shown a test): failure rates per capability and test, what statements with no
+    emotion get, int8 against float32."""
+    tests = {name: test for name, test in metrics["tests"].items() if test["type"] != "OOS"}
+    confident = metrics["out_of_scope"]["labelled_at"]
+    differences = metrics["int8_vs_float32"]
+    lines = [
+        "## Behaviour",
+        "",
+        f"CheckList tests (Ribeiro et al., 2020) of the pipeline's `behaviour` stage: "
+        f"{metrics['cases']:,} cases from templates and word lists, run on "
+        f"{metrics['runtime']} (MFT: a simple case must get its label; INV: a change that "
+        f"must not move the label; DIR: a change that must move one probability one way). "
+        "Failure rate by capability: " + ", ".join(
+            f"{name} {figures['failure_rate']:.1%} of {figures['cases']:,}"
+            for name, figures in metrics["capabilities"].items()) + ".",
+        "",
+        "| test | type | capability | cases | failure rate |",
+        "|---|---|---|---|---|",
+        *[f"| {name} | {test['type']} | {test['capability']} | {test['cases']} "
+          f"| {test['failure_rate']:.1%} |"
+          for name, test in sorted(tests.items(), key=lambda item: -item[1]["failure_rate"])],
+        "",
+        "Statements with no emotion still get one of the six labels; the share labelled at "
+        "each `--min-prob`: " + ", ".join(
+            f"≥ {threshold}: {share:.1%}" for threshold, share in confident.items())
+        + f" ({metrics['out_of_scope']['cases']} statements). The int8 and float32 graphs "
+        f"label {differences['label_differences']} of the suite's {differences['texts']:,} "
+        "texts differently.",
+        "",
+    ]
+    if failing:
+        lines += ["Failing examples:", "", "| test | text | expected | got |",
+                  "|---|---|---|---|"]
+        shown: dict[str, int] = {}
+        for row in failing:
+            if shown.get(row["test"], 0) < per_test:
+                shown[row["test"]] = shown.get(row["test"], 0) + 1
+                text = row["text"].replace("|", "\\|")
+                lines.append(f"| {row['test']} | {text} | {row['expected']} | {row['got']} |")
+        lines.append("")
+    return "\n".join(lines)

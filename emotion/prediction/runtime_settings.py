@@ -17,7 +17,7 @@ from emotion.errors import PipelineError, first_line
 
 RUNTIME_FILE = "runtime.json"
 FORMAT = 2
-REBUILD = "run `dvc repro onnx` (or `dvc pull`)"
+REBUILD = "run `dvc repro publish` (or `dvc pull`)"
 
 
 @dataclass(frozen=True)
