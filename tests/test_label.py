@@ -15,6 +15,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from conftest import HARD_TEXTS, require
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from emotion.files import STAGING_MARK
 
 pytest.importorskip("pyarrow")
 BIN = Path(sys.executable).parent
@@ -128,7 +132,7 @@ def test_a_worker_process_killed_mid_job_is_retried_and_every_row_written_once(
     assert (summary.written, summary.failures, summary.texts) == (5, [], 200)
     for name, table in tables.items():
         assert pq.read_table(tmp_path / "out" / name)["id"].to_pylist() == table["id"].to_pylist()
-    assert not [path for path in (tmp_path / "out").rglob("*") if ".tmp-" in path.name]
+    assert not [path for path in (tmp_path / "out").rglob("*") if STAGING_MARK in path.name]
 
 
 def test_a_client_killed_mid_job_resumes_to_the_same_bytes(runtime_folders, tmp_path):
@@ -152,13 +156,12 @@ def test_a_client_killed_mid_job_resumes_to_the_same_bytes(runtime_folders, tmp_
     wait_for(marker)
     os.killpg(job.pid, signal.SIGKILL)
     job.wait(timeout=60)
-    written = [name for name in outputs(tmp_path / "out") if ".tmp-" not in name]
+    written = [name for name in outputs(tmp_path / "out") if STAGING_MARK not in name]
     assert 0 < len(written) < 6 and "part3.parquet" not in written
     resumed = label(str(tmp_path / "in"), "--output", str(tmp_path / "out"), *model)
     assert resumed.returncode == 0, resumed.stderr
     assert f"{6 - len(written)} partitions written, {len(written)} skipped" in resumed.stderr
-    assert {name: data for name, data in outputs(tmp_path / "out").items()
-            if ".tmp-" not in name} == outputs(tmp_path / "reference")
+    assert outputs(tmp_path / "out") == outputs(tmp_path / "reference")  # nothing left over
 
 
 def test_each_bad_partition_is_one_line_and_the_others_are_written(runtime_folders, tmp_path):
@@ -252,3 +255,91 @@ def test_on_an_existing_cluster_by_its_scheduler_address(runtime_folders, tmp_pa
         assert remote.returncode == 0, remote.stderr
         assert "3 partitions written" in remote.stderr
     assert outputs(tmp_path / "remote") == outputs(tmp_path / "local")
+
+
+def test_files_it_did_not_write_are_never_replaced(runtime_folders, tmp_path):
+    """A file at an output path that emotion-label did not write (no identity in its
+    metadata, or not parquet) is one line and stays byte for byte; the other partitions are
+    written. --output naming the input folder: every input is such a file, none replaced."""
+    have_dask()
+    write_dataset(tmp_path / "in", 3)
+    (tmp_path / "out").mkdir()
+    pq.write_table(pa.table({"mine": [1, 2]}), tmp_path / "out/part0.parquet")
+    (tmp_path / "out/day2").mkdir()
+    (tmp_path / "out/day2/part1.parquet").write_bytes(b"my notes, not parquet")
+    before = outputs(tmp_path / "out")
+    model = ["--model", str(runtime_folders["onnx"])]
+    result = label(str(tmp_path / "in"), "--output", str(tmp_path / "out"), *model)
+    assert result.returncode == 1, result.stderr
+    errors = sorted(line for line in result.stderr.splitlines() if line.startswith("error:"))
+    assert len(errors) == 2 and all("was not written by emotion-label; it is left as it is"
+                                    in line for line in errors), result.stderr
+    assert "1 partitions written, 0 skipped (done before), 2 failed" in result.stderr
+    after = outputs(tmp_path / "out")
+    assert {name: after[name] for name in before} == before
+    assert sorted(after) == sorted([*before, "day2/part2.parquet"])
+    inputs = outputs(tmp_path / "in")
+    onto_inputs = label(str(tmp_path / "in"), "--output", str(tmp_path / "in"), *model)
+    assert onto_inputs.returncode == 1 and "3 failed" in onto_inputs.stderr
+    assert outputs(tmp_path / "in") == inputs
+
+
+# --- Any partition: its rows labelled in order, or one line naming it (and the row) ----------
+
+SETTINGS = {"text_column": "text", "columns": None, "min_prob": None, "runtime": None}
+
+
+def label_one(folder: Path, source: Path) -> pa.Table:
+    """label_partition in this process (the function each Dask task runs), into a file
+    beside the source."""
+    from emotion.prediction.corpus import Partition, label_partition, model_identity
+
+    target = source.with_name("labelled.parquet")
+    label_partition(Partition(str(source), "id", str(target)), model=str(folder),
+                    model_id=model_identity(folder), settings=SETTINGS, batch_size=8,
+                    storage_options={})
+    return pq.read_table(target)
+
+
+@given(st.lists(st.text(st.characters(codec="utf-8"), max_size=30), max_size=10))
+def test_any_texts_are_labelled_in_order_or_the_first_blank_row_is_named(runtime_folders,
+                                                                        texts):
+    import tempfile
+
+    from emotion.prediction.corpus import PartitionError
+
+    with tempfile.TemporaryDirectory() as scratch:
+        source = Path(scratch) / "in.parquet"
+        pq.write_table(pa.table({"id": list(range(len(texts))), "text": texts}), source)
+        blank = [row for row, text in enumerate(texts) if not text.strip()]
+        if blank:
+            with pytest.raises(PartitionError) as error:
+                label_one(runtime_folders["onnx"], source)
+            assert str(error.value) == (f"{source}: row {blank[0]}: an empty text in column "
+                                        "'text'")
+            assert not (Path(scratch) / "labelled.parquet").exists()
+            return
+        output = label_one(runtime_folders["onnx"], source)
+        assert output["id"].to_pylist() == list(range(len(texts)))
+        assert output["text"].to_pylist() == texts
+        scores = np.stack([output[name].to_numpy() for name in output.column_names
+                           if name.startswith("prob_")], axis=1)
+        assert np.allclose(scores.sum(axis=1), 1, atol=1e-5)
+        assert output["label"].null_count == 0
+
+
+@settings(max_examples=60)
+@given(st.binary(max_size=300))
+def test_any_bytes_are_a_partition_or_one_line_naming_it(runtime_folders, data):
+    import tempfile
+
+    from emotion.prediction.corpus import PartitionError
+
+    with tempfile.TemporaryDirectory() as scratch:
+        source = Path(scratch) / "in.parquet"
+        source.write_bytes(b"PAR1" + data)
+        with pytest.raises(PartitionError) as error:
+            label_one(runtime_folders["onnx"], source)
+        message = str(error.value)
+        assert "\n" not in message and message.startswith(f"{source}: ")
+        assert not (Path(scratch) / "labelled.parquet").exists()

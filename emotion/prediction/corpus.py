@@ -43,6 +43,7 @@ from distributed import Client, LocalCluster, as_completed, get_worker
 from fsspec.implementations.local import LocalFileSystem
 
 from emotion.errors import PipelineError, UsageError, first_line
+from emotion.files import user_file_output
 from emotion.paths import ONNX_DIR
 from emotion.prediction.backend import DEFAULT_BATCH_SIZE
 
@@ -150,21 +151,26 @@ def plan(source: str | Sequence[str], output: str,
     return partitions
 
 
-def already_done(partition: Partition, model: str, settings: dict[str, Any],
-                 options: dict[str, Any]) -> bool:
-    """Whether the partition's output exists and carries this model's and input's identity
-    and the job's settings (the columns kept, the text column, min_prob, a forced runtime)."""
+def output_state(partition: Partition, model: str, settings: dict[str, Any],
+                 options: dict[str, Any]) -> str:
+    """What is at the partition's output: "missing"; "done" (written by this command for
+    this model, input and job settings: the columns kept, the text column, min_prob, a
+    forced runtime); "stale" (written by this command otherwise: to be relabelled); or
+    "foreign" (anything this command did not write, never replaced)."""
     filesystem, path = fsspec.core.url_to_fs(partition.target, **options)
     if not filesystem.exists(path):
-        return False
+        return "missing"
     try:
         with filesystem.open(path, "rb") as file:
             metadata = pq.read_schema(file).metadata or {}
-    except (pa.ArrowException, OSError):
-        return False
-    recorded = json.loads(metadata.get(METADATA_KEY, b"{}"))
-    return (recorded.get("model") == model and recorded.get("input") == partition.identity
+        recorded = json.loads(metadata[METADATA_KEY])
+    except (pa.ArrowException, OSError, KeyError, ValueError):
+        return "foreign"
+    if not isinstance(recorded, dict):
+        return "foreign"
+    same = (recorded.get("model") == model and recorded.get("input") == partition.identity
             and recorded.get("settings") == settings)
+    return "done" if same else "stale"
 
 
 # --- On the workers --------------------------------------------------------------------------
@@ -247,19 +253,14 @@ def hang_on(source: str) -> None:
 
 
 def write_whole(table: pa.Table, target: str, options: dict[str, Any]) -> None:
-    """The table as a parquet file at target, whole or not at all."""
+    """The table as a parquet file at target, whole or not at all: locally as
+    emotion-predict --output writes (emotion.files.user_file_output: staged beside it,
+    fsynced, renamed; a dead writer's staging removed by the next write)."""
     filesystem, path = fsspec.core.url_to_fs(target, **options)
     if isinstance(filesystem, LocalFileSystem):
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-        staged = f"{path}.tmp-{uuid.uuid4().hex}"
-        try:
+        with user_file_output(path) as staged:
             pq.write_table(table, staged)
-            with open(staged, "rb") as file:
-                os.fsync(file.fileno())
-            os.replace(staged, path)
-        finally:
-            if os.path.exists(staged):
-                os.unlink(staged)
         return
     with filesystem.open(path, "wb") as file:  # an object store: visible once complete
         pq.write_table(table, file)
@@ -293,9 +294,13 @@ def label_dataset(source: str | Sequence[str], output: str, *, model: str | Path
     summary = Summary()
     settings = {"text_column": text_column, "columns": columns, "min_prob": min_prob,
                 "runtime": runtime}
-    todo = [partition for partition in partitions
-            if not already_done(partition, model_id, settings, options)]
-    summary.skipped = len(partitions) - len(todo)
+    states = {partition: output_state(partition, model_id, settings, options)
+              for partition in partitions}
+    todo = [partition for partition in partitions if states[partition] in ("missing", "stale")]
+    summary.skipped = sum(state == "done" for state in states.values())
+    summary.failures += [f"{partition.target}: exists and was not written by emotion-label; "
+                         "it is left as it is (remove it, or choose another --output)"
+                         for partition in partitions if states[partition] == "foreign"]
     started = time.perf_counter()
     if not todo:  # nothing left: no cluster to start
         return summary
